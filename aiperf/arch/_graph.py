@@ -1,0 +1,433 @@
+"""The architecture graph: a validated DAG of layer ops with shapes at every node.
+
+A :class:`Graph` is immutable once built. Construction checks everything a user can get wrong (dangling edges,
+cycles, unreachable nodes, shape mismatches, a non-vector output) and raises :class:`~aiperf.errors.ArchError`
+naming the node; nothing is allocated but the node table, so even an absurd graph is refused cheaply. Editing
+(network morphism, applying hyperparameters) goes through :meth:`Graph.edit`, which returns a mutable
+:class:`GraphEditor` whose :meth:`~GraphEditor.build` validates again.
+
+The canonical JSON form (``format: "aiperf.arch"``, ``version: 1``) lists nodes in a deterministic topological
+order with ids renumbered 0..n-1, so two graphs that differ only in node numbering or in the order of an
+``add``'s inputs have the same canonical form and the same :meth:`Graph.content_hash`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiperf.arch._ops import Add, Input, Op, Shape, op_from_json
+from aiperf.errors import ArchError
+
+__all__ = ["DEFAULT_LIMITS", "FORMAT", "FORMAT_VERSION", "ArchLimits", "Graph", "GraphEditor", "Node"]
+
+FORMAT = "aiperf.arch"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Node:
+    """One layer: ``op`` applied to the outputs of the nodes ``inputs``; its output is this node's tensor."""
+
+    id: int
+    op: Op
+    inputs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ArchLimits:
+    """Size ceilings checked before any module is built (None: no ceiling).
+
+    Attributes:
+        max_nodes: layers in the graph, input included.
+        max_params: trainable parameters.
+        max_forward_flops: forward FLOPs per image (see :mod:`aiperf.flops`).
+    """
+
+    max_nodes: int | None = 10_000
+    max_params: int | None = None
+    max_forward_flops: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_nodes", "max_params", "max_forward_flops"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ArchError(f"ArchLimits.{name} must be a positive integer or None, got {value!r}")
+
+
+DEFAULT_LIMITS = ArchLimits()
+
+
+def _describe(node: Node) -> str:
+    return f"node {node.id} ({node.op.kind})"
+
+
+class Graph:
+    """A validated, immutable architecture.
+
+    Attributes:
+        nodes: id -> node, in a topological order (inputs before consumers).
+        shapes: id -> output shape of that node, without the batch dimension.
+        output: id of the node whose output is the logits vector.
+        history: the network-morphism operations that produced this graph, oldest first (not part of the hash).
+    """
+
+    __slots__ = ("_consumers", "_hash", "history", "input_id", "nodes", "output", "shapes")
+
+    def __init__(
+        self,
+        nodes: Iterable[Node],
+        output: int,
+        history: Sequence[Mapping[str, Any]] = (),
+        limits: ArchLimits | None = DEFAULT_LIMITS,
+    ) -> None:
+        table: dict[int, Node] = {}
+        for node in nodes:
+            if node.id in table:
+                raise ArchError(f"node id {node.id} is used twice")
+            table[node.id] = node
+        if limits is not None and limits.max_nodes is not None and len(table) > limits.max_nodes:
+            raise ArchError(f"graph has {len(table)} layers, over the ceiling of {limits.max_nodes}")
+        inputs = [n.id for n in table.values() if isinstance(n.op, Input)]
+        if len(inputs) != 1:
+            raise ArchError(f"graph must have exactly one input node, found {len(inputs)}")
+        if output not in table:
+            raise ArchError(f"output node {output} does not exist")
+        for node in table.values():
+            for src in node.inputs:
+                if src not in table:
+                    raise ArchError(f"{_describe(node)}: input {src} does not exist (dangling edge)")
+            if len(set(node.inputs)) != len(node.inputs):
+                raise ArchError(f"{_describe(node)}: the same input is listed twice {list(node.inputs)}")
+        order = _topological_order(table)
+        shapes: dict[int, Shape] = {}
+        for nid in order:
+            node = table[nid]
+            shapes[nid] = node.op.infer([shapes[i] for i in node.inputs], _describe(node))
+        if len(shapes[output]) != 1:
+            raise ArchError(
+                f"output {_describe(table[output])} must be a vector of class scores, got shape {list(shapes[output])}"
+            )
+        consumers: dict[int, list[int]] = {nid: [] for nid in order}
+        for nid in order:
+            for src in table[nid].inputs:
+                consumers[src].append(nid)
+        live = {output}
+        stack = [output]
+        while stack:
+            for src in table[stack.pop()].inputs:
+                if src not in live:
+                    live.add(src)
+                    stack.append(src)
+        dead = [nid for nid in order if nid not in live]
+        if dead:
+            raise ArchError(f"{_describe(table[dead[0]])} does not lead to the output {output}")
+        self.nodes: dict[int, Node] = {nid: table[nid] for nid in order}
+        self.shapes: dict[int, Shape] = shapes
+        self.output = output
+        self.input_id = inputs[0]
+        self.history: tuple[dict[str, Any], ...] = tuple(dict(h) for h in history)
+        self._consumers = {k: tuple(v) for k, v in consumers.items()}
+        self._hash: str | None = None
+        if limits is not None and (limits.max_params is not None or limits.max_forward_flops is not None):
+            self.check_limits(limits)
+
+    # -- queries -------------------------------------------------------------------------------------------------
+    @property
+    def input_shape(self) -> Shape:
+        return self.shapes[self.input_id]
+
+    @property
+    def num_classes(self) -> int:
+        return self.shapes[self.output][0]
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def consumers(self, nid: int) -> tuple[int, ...]:
+        """Ids of the nodes that read ``nid``'s output."""
+        return self._consumers[nid]
+
+    def in_shapes(self, nid: int) -> list[Shape]:
+        return [self.shapes[i] for i in self.nodes[nid].inputs]
+
+    def ancestors(self, nid: int) -> set[int]:
+        """All nodes ``nid`` depends on (itself excluded)."""
+        seen: set[int] = set()
+        stack = list(self.nodes[nid].inputs)
+        while stack:
+            cur = stack.pop()
+            if cur not in seen:
+                seen.add(cur)
+                stack.extend(self.nodes[cur].inputs)
+        return seen
+
+    def descendants(self, nid: int) -> set[int]:
+        """All nodes that depend on ``nid`` (itself excluded)."""
+        seen: set[int] = set()
+        stack = list(self._consumers[nid])
+        while stack:
+            cur = stack.pop()
+            if cur not in seen:
+                seen.add(cur)
+                stack.extend(self._consumers[cur])
+        return seen
+
+    def num_params(self) -> int:
+        """Trainable parameters of the built module, computed from shapes alone."""
+        return sum(n.op.num_params(self.in_shapes(n.id), self.shapes[n.id]) for n in self.nodes.values())
+
+    def count(self, kind: str) -> int:
+        return sum(1 for n in self.nodes.values() if n.op.kind == kind)
+
+    def check_limits(self, limits: ArchLimits) -> None:
+        """Raise :class:`ArchError` if the graph is over any ceiling of ``limits``; allocates nothing."""
+        if limits.max_nodes is not None and len(self.nodes) > limits.max_nodes:
+            raise ArchError(f"graph has {len(self.nodes)} layers, over the ceiling of {limits.max_nodes}")
+        if limits.max_params is not None:
+            total = 0
+            for node in self.nodes.values():
+                total += node.op.num_params(self.in_shapes(node.id), self.shapes[node.id])
+                if total > limits.max_params:
+                    raise ArchError(
+                        f"graph has over {limits.max_params:,} parameters (reached {total:,} at {_describe(node)})"
+                    )
+        if limits.max_forward_flops is not None:
+            from aiperf.flops import layer_forward_flops
+
+            total = 0
+            for node in self.nodes.values():
+                total += layer_forward_flops(self, node.id)
+                if total > limits.max_forward_flops:
+                    raise ArchError(
+                        f"graph needs over {limits.max_forward_flops:,} forward FLOPs per image "
+                        f"(reached {total:,} at {_describe(node)})"
+                    )
+
+    # -- editing -------------------------------------------------------------------------------------------------
+    def edit(self) -> GraphEditor:
+        return GraphEditor(self)
+
+    # -- serialisation -------------------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        """The versioned JSON object of this graph (ids as they are; see :meth:`canonical`)."""
+        nodes = []
+        for node in self.nodes.values():
+            record: dict[str, Any] = {"id": node.id, **node.op.to_json()}
+            if node.inputs:
+                record["inputs"] = list(node.inputs)
+            record["out_shape"] = list(self.shapes[node.id])
+            nodes.append(record)
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "nodes": nodes,
+            "output": self.output,
+            "history": [dict(h) for h in self.history],
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.canonical().to_json(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, data: Any, limits: ArchLimits | None = DEFAULT_LIMITS) -> Graph:
+        """Load the JSON object written by :meth:`to_json`; every problem is an :class:`ArchError`."""
+        if not isinstance(data, Mapping):
+            raise ArchError(f"architecture JSON must be an object, got {type(data).__name__}")
+        if data.get("format") != FORMAT:
+            raise ArchError(f"architecture JSON has format {data.get('format')!r}, expected {FORMAT!r}")
+        if data.get("version") != FORMAT_VERSION:
+            raise ArchError(
+                f"architecture JSON has version {data.get('version')!r}; this aiperf reads version {FORMAT_VERSION}"
+            )
+        records = data.get("nodes")
+        if not isinstance(records, list) or not records:
+            raise ArchError("architecture JSON needs a non-empty list 'nodes'")
+        if limits is not None and limits.max_nodes is not None and len(records) > limits.max_nodes:
+            raise ArchError(f"graph has {len(records)} layers, over the ceiling of {limits.max_nodes}")
+        nodes = []
+        declared: dict[int, list[int]] = {}
+        for i, rec in enumerate(records):
+            if not isinstance(rec, Mapping):
+                raise ArchError(f"nodes[{i}] must be an object, got {type(rec).__name__}")
+            nid = rec.get("id")
+            if isinstance(nid, bool) or not isinstance(nid, int):
+                raise ArchError(f"nodes[{i}]: 'id' must be an integer, got {nid!r}")
+            where = f"node {nid} ({rec.get('op')})"
+            ins = rec.get("inputs", [])
+            if not isinstance(ins, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in ins):
+                raise ArchError(f"{where}: 'inputs' must be a list of node ids, got {ins!r}")
+            if "out_shape" in rec:
+                shape = rec["out_shape"]
+                if not isinstance(shape, list) or not all(isinstance(x, int) for x in shape):
+                    raise ArchError(f"{where}: 'out_shape' must be a list of integers, got {shape!r}")
+                declared[nid] = shape
+            nodes.append(Node(nid, op_from_json(rec, where), tuple(ins)))
+        output = data.get("output")
+        if isinstance(output, bool) or not isinstance(output, int):
+            raise ArchError(f"architecture JSON: 'output' must be a node id, got {output!r}")
+        history = data.get("history", [])
+        if not isinstance(history, list) or not all(isinstance(h, Mapping) for h in history):
+            raise ArchError("architecture JSON: 'history' must be a list of objects")
+        graph = cls(nodes, output, history, limits)
+        for nid, shape in declared.items():
+            if tuple(shape) != graph.shapes[nid]:
+                raise ArchError(
+                    f"{_describe(graph.nodes[nid])}: declared shape {shape} but its inputs give "
+                    f"{list(graph.shapes[nid])}"
+                )
+        return graph
+
+    @classmethod
+    def loads(cls, text: str | bytes, limits: ArchLimits | None = DEFAULT_LIMITS) -> Graph:
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise ArchError(f"architecture is not valid JSON: {exc}") from None
+        return cls.from_json(data, limits)
+
+    def canonical(self) -> Graph:
+        """The same graph with nodes in canonical order and ids 0..n-1 (the form that is hashed and stored)."""
+        digests = self._merkle()
+        order: list[int] = []
+        pending = {nid: len(node.inputs) for nid, node in self.nodes.items()}
+        ready = [(digests[nid], nid) for nid, count in pending.items() if count == 0]
+        heapq.heapify(ready)
+        while ready:
+            _, nid = heapq.heappop(ready)
+            order.append(nid)
+            for dst in self._consumers[nid]:
+                pending[dst] -= 1
+                if pending[dst] == 0:
+                    heapq.heappush(ready, (digests[dst], dst))
+        new_id = {old: new for new, old in enumerate(order)}
+        nodes = []
+        for old in order:
+            node = self.nodes[old]
+            ins = tuple(new_id[i] for i in node.inputs)
+            if isinstance(node.op, Add):
+                ins = tuple(sorted(ins))
+            nodes.append(Node(new_id[old], node.op, ins))
+        return Graph(nodes, new_id[self.output], self.history, limits=None)
+
+    def content_hash(self) -> str:
+        """SHA-256 of the canonical structure (ops, parameters, edges); history excluded. Stable across runs."""
+        if self._hash is None:
+            canon = self.canonical().to_json()
+            structure = [{k: v for k, v in n.items() if k != "out_shape"} for n in canon["nodes"]]
+            text = json.dumps(
+                {"version": FORMAT_VERSION, "nodes": structure, "output": canon["output"]},
+                sort_keys=True,
+                separators=(",", ":"),
+            )
+            self._hash = hashlib.sha256(text.encode()).hexdigest()
+        return self._hash
+
+    def _merkle(self) -> dict[int, str]:
+        digests: dict[int, str] = {}
+        for nid, node in self.nodes.items():
+            parts = [digests[i] for i in node.inputs]
+            if isinstance(node.op, Add):
+                parts.sort()
+            text = json.dumps([node.op.to_json(), parts], sort_keys=True, separators=(",", ":"))
+            digests[nid] = hashlib.sha256(text.encode()).hexdigest()
+        return digests
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Graph) and self.content_hash() == other.content_hash()
+
+    def __hash__(self) -> int:
+        return hash(self.content_hash())
+
+    def __repr__(self) -> str:
+        return (
+            f"Graph({len(self.nodes)} layers, input {list(self.input_shape)}, {self.num_classes} classes, "
+            f"{self.num_params():,} params, hash {self.content_hash()[:12]})"
+        )
+
+
+def _topological_order(table: Mapping[int, Node]) -> list[int]:
+    pending = {nid: len(node.inputs) for nid, node in table.items()}
+    consumers: dict[int, list[int]] = {nid: [] for nid in table}
+    for node in table.values():
+        for src in node.inputs:
+            consumers[src].append(node.id)
+    ready = sorted(nid for nid, count in pending.items() if count == 0)
+    order: list[int] = []
+    while ready:
+        nid = ready.pop()
+        order.append(nid)
+        for dst in consumers[nid]:
+            pending[dst] -= 1
+            if pending[dst] == 0:
+                ready.append(dst)
+    if len(order) != len(table):
+        stuck = sorted(nid for nid, count in pending.items() if count > 0)
+        raise ArchError(f"graph has a cycle through node(s) {stuck[:10]}")
+    return order
+
+
+class GraphEditor:
+    """A mutable copy of a graph's node table, for building derived graphs.
+
+    Nodes are added with fresh ids; :meth:`rewire` moves consumers from one node to another; :meth:`build`
+    validates and returns a new :class:`Graph`.
+    """
+
+    def __init__(self, graph: Graph | None = None, input_shape: Shape | None = None) -> None:
+        if graph is not None:
+            self.nodes: dict[int, Node] = dict(graph.nodes)
+            self.output = graph.output
+            self.history: list[dict[str, Any]] = [dict(h) for h in graph.history]
+        else:
+            if input_shape is None:
+                raise ArchError("GraphEditor needs a graph or an input shape")
+            self.nodes = {0: Node(0, Input(shape=tuple(input_shape)), ())}
+            self.output = 0
+            self.history = []
+        self._next = max(self.nodes) + 1
+
+    @property
+    def input_id(self) -> int:
+        return next(n.id for n in self.nodes.values() if isinstance(n.op, Input))
+
+    @property
+    def next_id(self) -> int:
+        """The id the next :meth:`add` will use."""
+        return self._next
+
+    def added_since(self, first: int) -> list[int]:
+        """Ids of the nodes added from id ``first`` on (to keep them out of a :meth:`rewire`)."""
+        return [nid for nid in self.nodes if nid >= first]
+
+    def add(self, op: Op, *inputs: int) -> int:
+        """Append ``op`` reading ``inputs``; returns its new id. The newest node becomes the output."""
+        nid = self._next
+        self._next += 1
+        self.nodes[nid] = Node(nid, op, tuple(inputs))
+        self.output = nid
+        return nid
+
+    def replace_op(self, nid: int, op: Op) -> None:
+        node = self.nodes[nid]
+        self.nodes[nid] = Node(nid, op, node.inputs)
+
+    def rewire(self, old: int, new: int, exclude: Iterable[int] = ()) -> None:
+        """Make every consumer of ``old`` (except ``new`` and ``exclude``) read ``new`` instead."""
+        skip = {new, *exclude}
+        for nid, node in list(self.nodes.items()):
+            if nid in skip or old not in node.inputs:
+                continue
+            self.nodes[nid] = Node(nid, node.op, tuple(new if i == old else i for i in node.inputs))
+        if self.output == old:
+            self.output = new
+
+    def build(self, record: Mapping[str, Any] | None = None, limits: ArchLimits | None = DEFAULT_LIMITS) -> Graph:
+        history = list(self.history)
+        if record is not None:
+            history.append(dict(record))
+        return Graph(self.nodes.values(), self.output, history, limits)

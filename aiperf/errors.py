@@ -1,0 +1,46 @@
+"""The one exception family of aiperf.
+
+Every error a user can cause (a broken config, a malformed architecture, a missing dataset, a corrupt journal
+record) is raised as a subclass of :class:`AiperfError` whose message is one line saying what is wrong and what to
+fix. The CLI prints that line and exits with status 2; library code never calls ``sys.exit``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AiperfError",
+    "ArchError",
+    "ConfigError",
+    "DataError",
+    "HistoryError",
+    "LaunchError",
+    "TrainError",
+]
+
+
+class AiperfError(Exception):
+    """Base class of every error aiperf raises on purpose."""
+
+
+class ConfigError(AiperfError):
+    """The configuration (file, flags or search space) is invalid."""
+
+
+class ArchError(AiperfError):
+    """An architecture is malformed, inconsistent or over a size ceiling."""
+
+
+class DataError(AiperfError):
+    """A dataset is missing, has the wrong layout, or cannot be read."""
+
+
+class HistoryError(AiperfError):
+    """The shared history (journals, experiment directory) is unusable."""
+
+
+class TrainError(AiperfError):
+    """Training a trial could not start or be completed."""
+
+
+class LaunchError(AiperfError):
+    """Workers could not be started or supervised."""

@@ -1,0 +1,1 @@
+"""Hyperparameter spaces and dataset rules, one JSON file per dataset (installed as ``aiperf.search_spaces``)."""

@@ -1,0 +1,46 @@
+"""The package installs what it contains, and the code stays ruff- and mypy-clean."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_subpackage_is_listed_in_pyproject() -> None:
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "aiperf").rglob("__init__.py")} | {
+        "aiperf.search_spaces"
+    }
+    assert found == listed, (
+        f"pyproject's packages list is out of date: missing {found - listed}, stale {listed - found}"
+    )
+
+
+def test_search_spaces_are_importable_as_package_data() -> None:
+    import importlib.resources
+
+    names = {p.name for p in importlib.resources.files("aiperf.search_spaces").iterdir()}
+    assert "__init__.py" in names
+
+
+def test_import_aiperf_does_not_load_torch() -> None:
+    code = "import sys, aiperf, aiperf.arch, aiperf.flops, aiperf.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("tool", ["ruff", "mypy"])
+def test_static_checks_are_clean(tool: str) -> None:
+    exe = shutil.which(tool, path=str(Path(sys.executable).parent)) or shutil.which(tool)
+    if exe is None:
+        pytest.fail(f"{tool} is not installed: pip install -e '.[test]'")
+    argv = [exe, "check", "."] if tool == "ruff" else [exe]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
