@@ -1,0 +1,90 @@
+"""The events every part of aiperf exchanges: the one data format of the shared history.
+
+Producers (worker, trainer, master) hand plain JSON-able dicts to an :class:`EventSink`. The journal writer
+(``aiperf.history``) adds the common envelope and appends them, one JSON line each, to the writer's own journal;
+everything else -- the search's history, the score, the report, TensorBoard -- is derived by replaying them.
+
+Envelope (added by the journal writer, never by producers):
+    ``v`` schema version (1), ``seq`` per-journal sequence number from 0, ``worker`` the writer's id,
+    ``time`` unix seconds (float) when written, ``host``, and ``prev`` (hash of the previous record).
+
+Payloads by ``type`` (all times are unix seconds; all image counts are totals over every rank of a worker):
+
+``experiment_start`` (master)
+    ``experiment``, ``t0`` (the benchmark's start), ``deadline``, ``config`` (resolved config), ``config_digest``.
+``worker_start`` (worker)
+    ``node``, ``ranks``, ``devices``, ``pid``.
+``heartbeat`` (worker)
+    ``trial`` (current trial id or null).
+``proposal`` (worker, rank 0)
+    ``trial`` (id ``<worker>-<n>``), ``parent`` (trial id or null), ``arch`` (canonical architecture JSON, before
+    hyperparameters are applied), ``arch_hash``, ``hparams`` (dict), ``epochs`` (budget), ``patience``, ``round``.
+``trial_start`` (trainer)
+    ``trial``, ``trained_hash`` (hash of the graph actually trained), ``train_flops_per_image``,
+    ``eval_flops_per_image``, ``params``, ``precision`` (actually used), ``world_size``, ``device``.
+``epoch`` (trainer)
+    ``trial``, ``epoch`` (1-based), ``t_start``, ``t_end``, ``train_images``, ``eval_images``, ``train_loss``,
+    ``eval_loss``, ``top1`` (validation, 0..1), ``lr``, ``images_per_s``, ``precision``,
+    ``train_flops_per_image``, ``eval_flops_per_image``.
+``trial_end`` (worker)
+    ``trial``, ``status`` (``finished`` | ``failed`` | ``stopped``), ``reason`` (null or one line),
+    ``best_top1``, ``reward`` (the search's reward, possibly a prediction), ``epochs`` (completed).
+``worker_stop`` (worker)
+    ``reason``.
+``probe`` (master)
+    ``node``, ``precision``, ``peak_flops`` (dense GEMM), ``device``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+__all__ = [
+    "EVENT_TYPES",
+    "SCHEMA_VERSION",
+    "TRIAL_STATUSES",
+    "EventSink",
+    "ListSink",
+    "NullSink",
+]
+
+SCHEMA_VERSION = 1
+EVENT_TYPES = (
+    "experiment_start",
+    "worker_start",
+    "heartbeat",
+    "proposal",
+    "trial_start",
+    "epoch",
+    "trial_end",
+    "worker_stop",
+    "probe",
+)
+TRIAL_STATUSES = ("finished", "failed", "stopped")
+
+
+class EventSink(Protocol):
+    """Where a producer sends events. ``emit`` must not return before the event is durable (for journals)."""
+
+    def emit(self, event: Mapping[str, Any]) -> None: ...
+
+
+class ListSink:
+    """Keeps events in memory, in order (for in-process consumers and tests)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        self.events.append(dict(event))
+
+    def of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("type") == kind]
+
+
+class NullSink:
+    """Discards events (ranks other than 0 train but do not write)."""
+
+    def emit(self, event: Mapping[str, Any]) -> None:
+        return None

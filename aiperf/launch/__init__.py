@@ -1,0 +1,1 @@
+"""Launchers that start and supervise workers: local processes, SLURM steps, submitit."""

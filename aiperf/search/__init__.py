@@ -1,0 +1,1 @@
+"""Search: network-morphism Bayesian optimisation, TPE hyperparameters, epoch schedule, reward prediction."""

@@ -1,0 +1,1 @@
+"""Training: datasets, the trial trainer with mixed precision, and data-parallel backends (DDP, Horovod)."""
