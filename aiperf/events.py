@@ -12,6 +12,8 @@ Payloads by ``type`` (all times are unix seconds; all image counts are totals ov
 
 ``experiment_start`` (master)
     ``experiment``, ``t0`` (the benchmark's start), ``deadline``, ``config`` (resolved config), ``config_digest``.
+``experiment_end`` (master)
+    ``t_end`` (when the window closed: the deadline, or earlier if stopped), ``reason``.
 ``worker_start`` (worker)
     ``node``, ``ranks``, ``devices``, ``pid``.
 ``heartbeat`` (worker)
@@ -21,7 +23,8 @@ Payloads by ``type`` (all times are unix seconds; all image counts are totals ov
     hyperparameters are applied), ``arch_hash``, ``hparams`` (dict), ``epochs`` (budget), ``patience``, ``round``.
 ``trial_start`` (trainer)
     ``trial``, ``trained_hash`` (hash of the graph actually trained), ``train_flops_per_image``,
-    ``eval_flops_per_image``, ``params``, ``precision`` (actually used), ``world_size``, ``device``.
+    ``eval_flops_per_image``, ``params``, ``precision`` (actually used), ``world_size``, ``device``,
+    ``initialization`` (``"scratch"``: freshly initialised weights; anything else makes a run invalid).
 ``epoch`` (trainer)
     ``trial``, ``epoch`` (1-based), ``t_start``, ``t_end``, ``train_images``, ``eval_images``, ``train_loss``,
     ``eval_loss``, ``top1`` (validation, 0..1), ``lr``, ``images_per_s``, ``precision``,
@@ -52,6 +55,7 @@ __all__ = [
 SCHEMA_VERSION = 1
 EVENT_TYPES = (
     "experiment_start",
+    "experiment_end",
     "worker_start",
     "heartbeat",
     "proposal",

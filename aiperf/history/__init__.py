@@ -1,1 +1,23 @@
 """The shared history: per-worker append-only JSON-lines journals and their replay."""
+
+from aiperf.history._journal import (
+    JournalProblem,
+    JournalReader,
+    JournalSet,
+    JournalWriter,
+    genesis_hash,
+    line_hash,
+    read_journal,
+    verify_chain,
+)
+
+__all__ = [
+    "JournalProblem",
+    "JournalReader",
+    "JournalSet",
+    "JournalWriter",
+    "genesis_hash",
+    "line_hash",
+    "read_journal",
+    "verify_chain",
+]

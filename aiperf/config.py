@@ -1,0 +1,302 @@
+"""The experiment configuration: one TOML file (or none) plus command-line flags, resolved into frozen dataclasses.
+
+Sections and keys (every key is optional; defaults are the embedded default, a short digits run on local workers)::
+
+    [dataset]  name = "digits" | "cifar10" | "imagenet" | "synthetic";  path = "/data/imagenet"
+               image_size = 224 (imagenet);  shape = [3, 32, 32], num_classes = 10,
+               train_size = 4096, eval_size = 1024 (synthetic)
+    [run]      duration = "3m" | "2h" | 3600;  workers = 2;  launcher = "local" | "slurm" | "submitit" | "mpi"
+               ranks_per_worker = 1;  threads_per_rank = 0 (0: split the cores evenly);  seed = 0
+               heartbeat = "2s";  stuck_after = "2m";  max_restarts = 5;  report_margin = "0s"
+               experiment_dir = "experiments/<name>";  hosts = ["n1", "n2"] (mpi)
+    [train]    device = "auto" | "cpu" | "cuda";  precision = "bf16" | "fp16" | "tf32" | "fp32"
+               compile = false;  channels_last = "auto" | true | false;  data_workers = 0;  backend = "ddp" | "horovod"
+    [search]   seed_archs = ["seeds/resnet50.json"] (aiperf or NNI graph JSON; default: the dataset's seeds)
+               max_params = 0;  max_forward_flops = 0 (0: the dataset's limits)
+
+An unknown section or key, or a value of the wrong type, is a :class:`~aiperf.errors.ConfigError` naming the
+file, the key and what is allowed. The resolved config is saved as ``config.json`` in the experiment directory and
+its SHA-256 digest goes into the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiperf.errors import ConfigError
+
+__all__ = [
+    "DATASETS",
+    "LAUNCHERS",
+    "PRECISIONS",
+    "Config",
+    "DatasetConfig",
+    "RunConfig",
+    "SearchConfig",
+    "TrainConfigSection",
+    "format_duration",
+    "load_config",
+    "parse_duration",
+]
+
+DATASETS = ("digits", "cifar10", "imagenet", "synthetic")
+LAUNCHERS = ("local", "slurm", "submitit", "mpi")
+PRECISIONS = ("bf16", "fp16", "tf32", "fp32")
+_DURATION = re.compile(
+    r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$"
+)
+
+
+def parse_duration(value: Any, where: str = "duration") -> float:
+    """Seconds from ``3600``, ``"90s"``, ``"5m"``, ``"2h"`` or ``"1h30m"``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a duration such as 90, '90s', '5m' or '2h', got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip() and (m := _DURATION.match(value)) and any(m.groups()):
+        h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+        seconds = h * 3600 + mi * 60 + s
+    else:
+        raise ConfigError(f"{where}: expected a duration such as 90, '90s', '5m' or '2h', got {value!r}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"{where}: duration must be a non-negative number of seconds, got {value!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return (f"{h}h" if h else "") + (f"{m}m" if m else "") + (f"{s}s" if s or not (h or m) else "")
+
+
+def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{where}: expected one of {', '.join(allowed)}, got {value!r}")
+    return str(value)
+
+
+def _int(value: Any, where: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Which data to train on. ``path`` is required for cifar10 and imagenet."""
+
+    name: str = "digits"
+    path: str | None = None
+    image_size: int = 224
+    shape: tuple[int, int, int] = (3, 32, 32)
+    num_classes: int = 10
+    train_size: int = 4096
+    eval_size: int = 1024
+
+    def __post_init__(self) -> None:
+        _choice(self.name, DATASETS, "[dataset] name")
+        if self.name in ("cifar10", "imagenet") and not self.path:
+            raise ConfigError(f"[dataset] path is required for {self.name} (the folder holding its files)")
+        if self.path is not None and not isinstance(self.path, str):
+            raise ConfigError(f"[dataset] path: expected a string, got {self.path!r}")
+        _int(self.image_size, "[dataset] image_size", 8)
+        if len(self.shape) != 3:
+            raise ConfigError(f"[dataset] shape: expected [C, H, W], got {list(self.shape)}")
+        for i, v in enumerate(self.shape):
+            _int(v, f"[dataset] shape[{i}]", 1)
+        _int(self.num_classes, "[dataset] num_classes", 2)
+        _int(self.train_size, "[dataset] train_size", 1)
+        _int(self.eval_size, "[dataset] eval_size", 1)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The benchmark window and the workers that fill it."""
+
+    duration_s: float = 180.0
+    workers: int = 2
+    launcher: str = "local"
+    ranks_per_worker: int = 1
+    threads_per_rank: int = 0
+    seed: int = 0
+    heartbeat_s: float = 2.0
+    stuck_after_s: float = 120.0
+    max_restarts: int = 5
+    report_margin_s: float = 0.0
+    experiment_dir: str | None = None
+    hosts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.duration_s <= 0:
+            raise ConfigError(f"[run] duration must be positive, got {self.duration_s}")
+        _int(self.workers, "[run] workers", 1)
+        _choice(self.launcher, LAUNCHERS, "[run] launcher")
+        _int(self.ranks_per_worker, "[run] ranks_per_worker", 1)
+        _int(self.threads_per_rank, "[run] threads_per_rank", 0)
+        _int(self.seed, "[run] seed", 0)
+        _int(self.max_restarts, "[run] max_restarts", 0)
+        if self.heartbeat_s <= 0 or self.stuck_after_s <= 2 * self.heartbeat_s:
+            raise ConfigError("[run] heartbeat must be positive and stuck_after more than twice the heartbeat")
+
+
+@dataclass(frozen=True)
+class TrainConfigSection:
+    """How each trial trains (the trainer's own settings come from this)."""
+
+    device: str = "auto"
+    precision: str = "bf16"
+    compile: bool = False
+    channels_last: bool | None = None
+    data_workers: int = 0
+    backend: str = "ddp"
+
+    def __post_init__(self) -> None:
+        _choice(self.device, ("auto", "cpu", "cuda"), "[train] device")
+        _choice(self.precision, PRECISIONS, "[train] precision")
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"[train] compile: expected true or false, got {self.compile!r}")
+        _int(self.data_workers, "[train] data_workers", 0)
+        _choice(self.backend, ("ddp", "horovod"), "[train] backend")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Search overrides (the space, schedule and limits themselves live in search_spaces/<dataset>.json)."""
+
+    seed_archs: tuple[str, ...] = ()
+    max_params: int = 0
+    max_forward_flops: int = 0
+
+    def __post_init__(self) -> None:
+        _int(self.max_params, "[search] max_params", 0)
+        _int(self.max_forward_flops, "[search] max_forward_flops", 0)
+        for p in self.seed_archs:
+            if not isinstance(p, str) or not p:
+                raise ConfigError(f"[search] seed_archs: expected file paths, got {p!r}")
+
+
+@dataclass(frozen=True)
+class Config:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    train: TrainConfigSection = field(default_factory=TrainConfigSection)
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], where: str = "config.json") -> Config:
+        """Rebuild from :meth:`to_json` output (the saved, resolved config)."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected a JSON object")
+        return _build(data, where)
+
+    def digest(self) -> str:
+        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+_SECTIONS: dict[str, type] = {
+    "dataset": DatasetConfig,
+    "run": RunConfig,
+    "train": TrainConfigSection,
+    "search": SearchConfig,
+}
+# File/flag spellings that differ from the field names (durations are given in any unit).
+_ALIASES = {
+    ("run", "duration"): "duration_s",
+    ("run", "heartbeat"): "heartbeat_s",
+    ("run", "stuck_after"): "stuck_after_s",
+    ("run", "report_margin"): "report_margin_s",
+}
+_DURATIONS = {"duration_s", "heartbeat_s", "stuck_after_s", "report_margin_s"}
+_TUPLES = {"shape", "hosts", "seed_archs"}
+
+
+def _section(section: str, cls: type, values: Mapping[str, Any], where: str) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    aliases = {k: v for (s, k), v in _ALIASES.items() if s == section}
+    kwargs: dict[str, Any] = {}
+    for key, given in values.items():
+        value = given
+        name = aliases.get(key, key)
+        if name not in names:
+            valid = sorted(set(aliases) | (names - set(aliases.values())))
+            raise ConfigError(f"{where}: unknown key {key!r} in [{section}] (valid: {', '.join(valid)})")
+        if name in _DURATIONS:
+            value = parse_duration(value, f"{where}: [{section}] {key}")
+        elif name in _TUPLES:
+            if not isinstance(value, list | tuple):
+                raise ConfigError(f"{where}: [{section}] {key}: expected a list, got {value!r}")
+            value = tuple(value)
+        elif name == "channels_last":
+            if value == "auto":
+                value = None
+            elif value is not None and not isinstance(value, bool):
+                raise ConfigError(f"{where}: [train] channels_last: expected 'auto', true or false, got {value!r}")
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    except TypeError as exc:  # e.g. a None where a number belongs
+        raise ConfigError(f"{where}: [{section}] {exc}") from None
+
+
+def _build(data: Mapping[str, Any], where: str) -> Config:
+    unknown = sorted(set(data) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {unknown} (valid: {', '.join(_SECTIONS)})")
+    parts = {}
+    for section, cls in _SECTIONS.items():
+        values = data.get(section, {})
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{where}: [{section}] must be a table of keys, got {values!r}")
+        parts[section] = _section(section, cls, values, where)
+    return Config(**parts)
+
+
+def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Resolve the configuration: the embedded defaults, then the TOML file at ``path``, then ``overrides``.
+
+    ``overrides`` maps ``"section.key"`` to a value, e.g. ``{"run.duration": "2h", "dataset.name": "cifar10"}``
+    (what the command-line flags set).
+    """
+    data: dict[str, dict[str, Any]] = {}
+    where = "defaults"
+    if path is not None:
+        where = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a text file (expected TOML)") from None
+        try:
+            parsed = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        for section, values in parsed.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"{path}: top-level key {section!r} must be a [section] table")
+            data[section] = dict(values)
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        if not key:
+            raise ConfigError(f"override {dotted!r} must look like 'section.key'")
+        data.setdefault(section, {})[key] = value
+        where = f"{where} + flags" if "flags" not in where else where
+    return _build(data, where)

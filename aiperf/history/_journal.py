@@ -1,0 +1,312 @@
+"""Append-only JSON-lines journals: the shared history buffer on the shared filesystem.
+
+Each writer (a worker, the master) owns exactly one journal, so no lock is ever needed between nodes: NFS gives no
+atomic append across clients, but a file with a single writer needs none. Every record is one line, written by a
+single ``write`` on an ``O_APPEND`` descriptor and then ``fsync``-ed before :meth:`JournalWriter.emit` returns, so a
+record that was acknowledged survives a crash of the writer or its node.
+
+Each record carries the envelope of :mod:`aiperf.events` -- ``v``, ``seq`` (0, 1, 2, ... per journal), ``worker``,
+``time``, ``host`` -- and ``prev``, the SHA-256 of the previous record's line (the first record's ``prev`` is the
+SHA-256 of ``"aiperf-journal:<writer>"``), which makes the journal a hash chain: a record altered, removed or
+reordered after the fact breaks the chain (see :func:`verify_chain`). Record ids are unique without coordination:
+``(writer, seq)``.
+
+Readers never trust the tail: a last line without its newline may be in the middle of being written (a live
+journal) or torn by a crash (a dead one). :class:`JournalReader` keeps it for the next poll, and reports it as torn
+only when asked to finish. Any line that is not a valid record is skipped and reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiperf.errors import HistoryError
+from aiperf.events import SCHEMA_VERSION
+
+__all__ = [
+    "JournalProblem",
+    "JournalReader",
+    "JournalSet",
+    "JournalWriter",
+    "genesis_hash",
+    "line_hash",
+    "read_journal",
+    "verify_chain",
+]
+
+_ENVELOPE = ("v", "seq", "worker", "time", "host", "prev")
+
+
+def genesis_hash(writer: str) -> str:
+    return hashlib.sha256(f"aiperf-journal:{writer}".encode()).hexdigest()
+
+
+def line_hash(line: bytes) -> str:
+    """Hash of one record's line, without its trailing newline."""
+    return hashlib.sha256(line.rstrip(b"\n")).hexdigest()
+
+
+@dataclass(frozen=True)
+class JournalProblem:
+    """A line that was skipped: where, and why."""
+
+    path: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+def _check_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, Mapping):
+        return all(_check_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_check_finite(v) for v in value)
+    return True
+
+
+class JournalWriter:
+    """The single writer of one journal file. Thread-safe (a heartbeat thread may emit beside the trainer).
+
+    Opening an existing journal continues it: the sequence and the hash chain resume after its last valid record,
+    and a torn last line (a crash mid-write) is terminated so the next record starts on a fresh line.
+    """
+
+    def __init__(self, path: Path, writer: str, host: str | None = None) -> None:
+        self.path = Path(path)
+        self.writer = writer
+        self.host = host or socket.gethostname()
+        self._lock = threading.Lock()
+        self.seq = 0
+        self.prev = genesis_hash(writer)
+        self._needs_newline = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists():
+                self._resume()
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise HistoryError(f"cannot open journal {self.path}: {exc.strerror}") from None
+
+    def _resume(self) -> None:
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            self._needs_newline = True
+        reader = JournalReader(self.path)
+        for record in reader.poll(final=True):
+            if record.get("worker") == self.writer:
+                self.seq = int(record["seq"]) + 1
+        if reader.last_hash is not None:
+            self.prev = reader.last_hash
+
+    def emit(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Append ``event`` (a payload with ``type``) with its envelope; returns the full record once durable."""
+        if "type" not in event:
+            raise HistoryError("journal event has no 'type'")
+        clash = [k for k in _ENVELOPE if k in event]
+        if clash:
+            raise HistoryError(f"journal event may not set envelope field(s) {clash}")
+        with self._lock:
+            record: dict[str, Any] = {
+                "v": SCHEMA_VERSION,
+                "seq": self.seq,
+                "worker": self.writer,
+                "time": time.time(),
+                "host": self.host,
+                "prev": self.prev,
+                **event,
+            }
+            try:
+                line = json.dumps(record, separators=(",", ":"), allow_nan=False).encode()
+            except (TypeError, ValueError) as exc:
+                raise HistoryError(f"journal event {event.get('type')!r} is not plain finite JSON: {exc}") from None
+            payload = (b"\n" if self._needs_newline else b"") + line + b"\n"
+            try:
+                written = os.write(self._fd, payload)
+                if written != len(payload):  # a short write (disk full): never leave half a record unterminated
+                    self._needs_newline = True
+                    raise OSError(28, "short write (No space left on device?)")
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._needs_newline = True
+                raise HistoryError(
+                    f"cannot write journal {self.path} (record {self.seq}): {exc.strerror or exc}; "
+                    "earlier records are intact"
+                ) from None
+            self._needs_newline = False
+            self.seq += 1
+            self.prev = line_hash(line)
+            return record
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+    def __enter__(self) -> JournalWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class JournalReader:
+    """Incremental reader of one journal: each :meth:`poll` returns the records appended since the last one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.offset = 0
+        self.line_no = 0
+        self.problems: list[JournalProblem] = []
+        self.last_hash: str | None = None
+        self.records = 0
+
+    def poll(self, final: bool = False) -> list[dict[str, Any]]:
+        """New valid records. With ``final`` (the writer is gone), an unterminated last line is reported as torn."""
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise HistoryError(f"cannot read journal {self.path}: {exc.strerror}") from None
+        out: list[dict[str, Any]] = []
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                break
+            self.line_no += 1
+            self._parse(data[start:end], out)
+            start = end + 1
+        tail = data[start:]
+        if final and tail:
+            self.line_no += 1
+            self.problems.append(
+                JournalProblem(str(self.path), self.line_no, f"torn last record ({len(tail)} bytes without newline)")
+            )
+            start = len(data)
+        self.offset += start
+        return out
+
+    def _parse(self, line: bytes, out: list[dict[str, Any]]) -> None:
+        if not line.strip():
+            return
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            self.problems.append(JournalProblem(str(self.path), self.line_no, "not valid JSON (torn or corrupt)"))
+            return
+        reason = _invalid(record)
+        if reason:
+            self.problems.append(JournalProblem(str(self.path), self.line_no, reason))
+            return
+        self.last_hash = line_hash(line)
+        self.records += 1
+        out.append(record)
+
+
+def _invalid(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return "record is not a JSON object"
+    for key in ("type", "worker", "prev"):
+        if not isinstance(record.get(key), str):
+            return f"record has no valid {key!r}"
+    seq = record.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        return "record has no valid 'seq'"
+    t = record.get("time")
+    if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t):
+        return "record has no valid 'time'"
+    if record.get("v") != SCHEMA_VERSION:
+        return f"record has schema version {record.get('v')!r}, expected {SCHEMA_VERSION}"
+    if not _check_finite(record):
+        return "record holds a non-finite number"
+    return None
+
+
+def read_journal(path: Path) -> tuple[list[dict[str, Any]], list[JournalProblem]]:
+    """Every valid record of a finished journal, and the problems found."""
+    reader = JournalReader(path)
+    records = reader.poll(final=True)
+    return records, reader.problems
+
+
+@dataclass
+class JournalSet:
+    """Tails every journal of an experiment directory (new journals are picked up as they appear)."""
+
+    folder: Path
+    readers: dict[str, JournalReader] = field(default_factory=dict)
+
+    def poll(self, final: bool = False) -> list[dict[str, Any]]:
+        """New records of all journals, in (time, writer, seq) order within this batch."""
+        out: list[dict[str, Any]] = []
+        try:
+            names = sorted(p.name for p in Path(self.folder).iterdir() if p.suffix == ".jsonl")
+        except FileNotFoundError:
+            names = []
+        for name in names:
+            reader = self.readers.get(name)
+            if reader is None:
+                reader = self.readers[name] = JournalReader(Path(self.folder) / name)
+            out.extend(reader.poll(final=final))
+        out.sort(key=lambda r: (r["time"], r["worker"], r["seq"]))
+        return out
+
+    @property
+    def problems(self) -> list[JournalProblem]:
+        return [p for reader in self.readers.values() for p in reader.problems]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        yield from self.poll(final=True)
+
+
+def verify_chain(path: Path) -> list[str]:
+    """Check one journal's hash chain and sequence; returns the list of breaks found (empty: intact)."""
+    breaks: list[str] = []
+    try:
+        lines = Path(path).read_bytes().split(b"\n")
+    except OSError as exc:
+        return [f"{path}: cannot read: {exc.strerror}"]
+    writer: str | None = None
+    prev: str | None = None
+    expected_seq = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            # A line torn by a crash was never acknowledged and is not part of the chain; a valid record
+            # replaced by garbage breaks the chain at the next record, which is where it is reported.
+            continue
+        if not isinstance(record, dict) or _invalid(record):
+            continue
+        if writer is None:
+            writer = record["worker"]
+            prev = genesis_hash(writer)
+        if record["worker"] != writer:
+            breaks.append(f"{path}:{number}: written by {record['worker']!r}, journal belongs to {writer!r}")
+        if record["prev"] != prev:
+            breaks.append(f"{path}:{number}: hash chain broken (a record before it was altered, removed or reordered)")
+        if record["seq"] != expected_seq:
+            breaks.append(f"{path}:{number}: sequence {record['seq']} where {expected_seq} was expected")
+        expected_seq = record["seq"] + 1
+        prev = line_hash(line)
+    return breaks

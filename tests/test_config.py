@@ -1,0 +1,87 @@
+"""Configuration: defaults, file + flags resolution, and one-line errors for broken input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aiperf.config import Config, format_duration, load_config, parse_duration
+from aiperf.errors import ConfigError
+
+
+def test_embedded_default_is_a_short_local_digits_run() -> None:
+    cfg = load_config()
+    assert cfg.dataset.name == "digits"
+    assert cfg.run.launcher == "local"
+    assert 0 < cfg.run.duration_s <= 300
+    assert cfg.train.precision in ("bf16", "fp32", "fp16", "tf32")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("90s", 90), ("5m", 300), ("2h", 7200), ("1h30m", 5400), ("1.5h", 5400), (45, 45)],
+)
+def test_parse_duration(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "5x", "-3", True, None, "h"])
+def test_parse_duration_rejects_garbage(text: object) -> None:
+    with pytest.raises(ConfigError, match="duration"):
+        parse_duration(text)
+
+
+def test_format_duration_round_trips() -> None:
+    for seconds in (0, 59, 60, 3599, 3600, 5400, 86400):
+        assert parse_duration(format_duration(seconds)) == seconds
+
+
+def test_file_then_flags(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[run]\nduration = "2h"\nworkers = 8\n[train]\nprecision = "fp32"\n')
+    cfg = load_config(path, {"run.workers": 3, "dataset.name": "synthetic"})
+    assert cfg.run.duration_s == 7200
+    assert cfg.run.workers == 3  # the flag wins
+    assert cfg.train.precision == "fp32"
+    assert cfg.dataset.name == "synthetic"
+
+
+def test_resolved_config_round_trips_through_json() -> None:
+    cfg = load_config(None, {"run.duration": "10m", "dataset.name": "synthetic", "dataset.shape": [3, 16, 16]})
+    again = Config.from_json(cfg.to_json())
+    assert again == cfg
+    assert again.digest() == cfg.digest()
+    assert load_config().digest() != cfg.digest()
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[run\n", "not valid TOML"),
+        ("[run]\nduraton = 5\n", "unknown key 'duraton' in [run]"),
+        ("[runn]\nduration = 5\n", "unknown section"),
+        ('[run]\nworkers = "many"\n', "[run] workers"),
+        ("[run]\nworkers = 0\n", "[run] workers"),
+        ('[train]\nprecision = "int8"\n', "[train] precision"),
+        ('[dataset]\nname = "imagenet"\n', "path is required for imagenet"),
+        ('[dataset]\nname = "mnist"\n', "[dataset] name"),
+        ("run = 3\n", "must be a [section] table"),
+        ('[run]\nlauncher = "kubernetes"\n', "[run] launcher"),
+        ("[dataset]\nshape = [3, 0, 8]\n", "shape[1]"),
+    ],
+)
+def test_broken_config_gives_one_clear_line(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert needle in message
+    assert "\n" not in message
+    assert str(path) in message
+
+
+def test_missing_config_file() -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config("/nonexistent/aiperf.toml")
