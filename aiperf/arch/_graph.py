@@ -291,20 +291,36 @@ class Graph:
         return cls.from_json(data, limits)
 
     def canonical(self) -> Graph:
-        """The same graph with nodes in canonical order and ids 0..n-1 (the form that is hashed and stored)."""
-        digests = self._merkle()
+        """The same graph with nodes in canonical order and ids 0..n-1 (the form that is hashed and stored).
+
+        Nodes are ordered topologically; among the nodes ready at each step the one with the smallest
+        (structural colour, canonical ids of its inputs) goes first. Colours come from :meth:`_colors` and never
+        depend on node ids, so renumbering a graph or permuting an ``add``'s inputs gives the same result.
+        """
+        colors = self._colors()
         order: list[int] = []
+        new_id: dict[int, int] = {}
         pending = {nid: len(node.inputs) for nid, node in self.nodes.items()}
-        ready = [(digests[nid], nid) for nid, count in pending.items() if count == 0]
-        heapq.heapify(ready)
+        ready: list[tuple[str, list[int], int]] = []
+
+        def push(nid: int) -> None:
+            node = self.nodes[nid]
+            ins = [new_id[i] for i in node.inputs]
+            if isinstance(node.op, Add):
+                ins.sort()
+            heapq.heappush(ready, (colors[nid], ins, nid))
+
+        for nid, count in pending.items():
+            if count == 0:
+                push(nid)
         while ready:
-            _, nid = heapq.heappop(ready)
+            _, _, nid = heapq.heappop(ready)
+            new_id[nid] = len(order)
             order.append(nid)
             for dst in self._consumers[nid]:
                 pending[dst] -= 1
                 if pending[dst] == 0:
-                    heapq.heappush(ready, (digests[dst], dst))
-        new_id = {old: new for new, old in enumerate(order)}
+                    push(dst)
         nodes = []
         for old in order:
             node = self.nodes[old]
@@ -327,15 +343,53 @@ class Graph:
             self._hash = hashlib.sha256(text.encode()).hexdigest()
         return self._hash
 
-    def _merkle(self) -> dict[int, str]:
-        digests: dict[int, str] = {}
+    def _colors(self) -> dict[int, str]:
+        """A structural colour per node that ignores node ids: equal colours mean "looks the same from everywhere".
+
+        A forward digest (the op and, recursively, everything it reads) alone is not enough: two identical
+        projections of one tensor (two skips from the same source) get the same forward digest while feeding
+        different places, and ordering them by id made the hash depend on numbering. So each colour also folds in
+        a backward digest (what reads the node, in which input position, down to the output), and the colours are
+        then refined (colour refinement / 1-WL) until the partition into colour classes stops splitting. Nodes
+        still tied after that are interchangeable in every graph the morphs produce.
+        """
+
+        def digest(value: object) -> str:
+            return hashlib.sha256(json.dumps(value, separators=(",", ":")).encode()).hexdigest()
+
+        def ordered(nid: int, values: list[str]) -> list[str]:
+            return sorted(values) if isinstance(self.nodes[nid].op, Add) else values
+
+        def position(src: int, dst: int) -> int:
+            node = self.nodes[dst]
+            return -1 if isinstance(node.op, Add) else node.inputs.index(src)
+
+        forward: dict[int, str] = {}
         for nid, node in self.nodes.items():
-            parts = [digests[i] for i in node.inputs]
-            if isinstance(node.op, Add):
-                parts.sort()
-            text = json.dumps([node.op.to_json(), parts], sort_keys=True, separators=(",", ":"))
-            digests[nid] = hashlib.sha256(text.encode()).hexdigest()
-        return digests
+            op_json = json.dumps(node.op.to_json(), sort_keys=True, separators=(",", ":"))
+            forward[nid] = digest([op_json, ordered(nid, [forward[i] for i in node.inputs])])
+        backward: dict[int, str] = {}
+        for nid in reversed(self.nodes):
+            uses = sorted([forward[dst], backward[dst], position(nid, dst)] for dst in self._consumers[nid])
+            backward[nid] = digest([nid == self.output, uses])
+        colors = {nid: digest([forward[nid], backward[nid]]) for nid in self.nodes}
+        classes = len(set(colors.values()))
+        while True:
+            refined = {
+                nid: digest(
+                    [
+                        colors[nid],
+                        ordered(nid, [colors[i] for i in node.inputs]),
+                        sorted([colors[dst], position(nid, dst)] for dst in self._consumers[nid]),
+                    ]
+                )
+                for nid, node in self.nodes.items()
+            }
+            count = len(set(refined.values()))
+            colors = refined
+            if count == classes:
+                return colors
+            classes = count
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Graph) and self.content_hash() == other.content_hash()
@@ -351,20 +405,28 @@ class Graph:
 
 
 def _topological_order(table: Mapping[int, Node]) -> list[int]:
+    """Kahn's algorithm that keeps the given order wherever it is already topological.
+
+    Among the ready nodes the earliest listed goes first, so a node list that is already in topological order
+    (what :meth:`Graph.to_json` writes) comes back unchanged and ``to_json``/``from_json`` round-trip exactly.
+    """
+    position = {nid: index for index, nid in enumerate(table)}
     pending = {nid: len(node.inputs) for nid, node in table.items()}
     consumers: dict[int, list[int]] = {nid: [] for nid in table}
     for node in table.values():
         for src in node.inputs:
             consumers[src].append(node.id)
-    ready = sorted(nid for nid, count in pending.items() if count == 0)
+    ready = [position[nid] for nid, count in pending.items() if count == 0]
+    heapq.heapify(ready)
+    ids = list(table)
     order: list[int] = []
     while ready:
-        nid = ready.pop()
+        nid = ids[heapq.heappop(ready)]
         order.append(nid)
         for dst in consumers[nid]:
             pending[dst] -= 1
             if pending[dst] == 0:
-                ready.append(dst)
+                heapq.heappush(ready, position[dst])
     if len(order) != len(table):
         stuck = sorted(nid for nid, count in pending.items() if count > 0)
         raise ArchError(f"graph has a cycle through node(s) {stuck[:10]}")

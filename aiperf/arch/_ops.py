@@ -245,6 +245,11 @@ class Dropout(Op):
     kind: ClassVar[str] = "dropout"
     rate: float = 0.0
 
+    def __post_init__(self) -> None:
+        # 0 and 0.0 are one rate: store a float so that the JSON form, and so the content hash, is the same.
+        if isinstance(self.rate, int) and not isinstance(self.rate, bool):
+            object.__setattr__(self, "rate", float(self.rate))
+
     def infer(self, shapes: Sequence[Shape], where: str) -> Shape:
         self._check_arity(shapes, where)
         if isinstance(self.rate, bool) or not isinstance(self.rate, (int, float)) or not 0.0 <= self.rate < 1.0:
