@@ -6,8 +6,11 @@ parameters follow NNI's stub layers:
 
 * ``StubConv2d``: ``input_channels, filters, kernel_size, stride, padding``. NNI's rebuilder ignores the padding
   field and pads ``kernel_size // 2``; so do we.
-* ``StubPooling2d``: ``kernel_size, stride, padding`` (max pooling). NNI sizes its output as
-  ``max(d // stride, 1)`` (Keras "same"); we pick the PyTorch padding that gives the declared shape.
+* ``StubPooling2d``: ``kernel_size, stride, padding`` (max pooling). The padding field is not what the graph's
+  rebuilders use: AIPerf's files declare the output of a "same" pooling, ``ceil(d / stride)`` (its 3x3/2 pooling
+  of 112 is written with padding 0 and declared 56), as Keras and MindSpore ``pad_mode="same"`` size it. We pick
+  the PyTorch padding that gives the declared shape (1 for that pooling; "same" pads 0 before and 1 after, which
+  PyTorch cannot express, so windows sit one pixel earlier but the shape and the cost are the same).
 * ``StubBatchNormalization2d``: ``num_features``; ``StubDense``: ``input_units, units``; ``StubDropout2d``: ``rate``.
 * ``StubAdd`` / ``StubConcatenate`` take a list of input nodes; ``StubReLU``, ``StubFlatten``,
   ``StubGlobalPooling2d``, ``StubSoftmax`` take none. Softmax is dropped: the IR's output is logits.
@@ -247,7 +250,8 @@ def to_nni_json(graph: Graph) -> dict[str, Any]:
     """Export ``graph`` in the NNI / AIPerf graph JSON layout (for NNI's tools and for comparison runs).
 
     Only what NNI can rebuild is exported: convs padded ``kernel_size // 2`` and max pooling whose output is
-    ``max(d // stride, 1)``; anything else (average pooling, other paddings) raises :class:`ArchError`.
+    the "same" size ``ceil(d / stride)``; anything else (average pooling, other paddings) raises
+    :class:`ArchError`.
     """
     canon = graph.canonical()
     node_list: list[list[Any]] = []
@@ -278,8 +282,8 @@ def to_nni_json(graph: Graph) -> dict[str, Any]:
         elif isinstance(op, ReLU):
             desc = ["StubReLU", ins[0], nid]
         elif isinstance(op, MaxPool):
-            if canon.shapes[nid][1:] != tuple(max(d // op.stride, 1) for d in in_shape[1:]):
-                raise ArchError(f"{where}: NNI sizes pooling output as input // stride; this pooling does not")
+            if canon.shapes[nid][1:] != tuple(-(-d // op.stride) for d in in_shape[1:]):
+                raise ArchError(f"{where}: NNI sizes pooling output as ceil(input / stride); this pooling does not")
             desc = ["StubPooling2d", ins[0], nid, op.kernel_size, op.stride, op.padding]
         elif isinstance(op, GlobalAvgPool):
             desc = ["StubGlobalPooling2d", ins[0], nid]
