@@ -1,4 +1,6 @@
-"""The ``aiperf`` command line.
+"""aiperf: an AutoML benchmark that ranks AI clusters by the AI compute they sustain.
+
+The ``aiperf`` command line.
 
 Every subcommand is a thin layer over library functions. An :class:`~aiperf.errors.AiperfError` becomes one line on
 stderr (``aiperf: error: ...``) and exit status 2; this module is the only place that exits the process.
@@ -50,10 +52,114 @@ def _cmd_arch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    """Run the benchmark: a new experiment, or ``--resume DIR``."""
+    from aiperf.config import load_config
+    from aiperf.master import run_experiment
+
+    if args.resume:
+        given = [flag for flag, value in _run_overrides(args).items() if value is not None]
+        if given or args.config:
+            raise AiperfError(f"--resume continues an experiment with its saved config; drop {given or ['--config']}")
+        result = run_experiment(resume=Path(args.resume))
+    else:
+        result = run_experiment(load_config(args.config, _run_overrides(args)))
+    return 0 if result.status == "finished" else 1
+
+
+def _run_overrides(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "run.duration": args.duration,
+        "run.workers": args.workers,
+        "run.launcher": args.launcher,
+        "run.seed": args.seed,
+        "run.experiment_dir": args.experiment_dir,
+        "dataset.name": args.dataset,
+        "dataset.path": args.data_path,
+        "train.precision": args.precision,
+        "train.device": args.device,
+    }
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    """One worker rank (started by a launcher; not usually run by hand)."""
+    from aiperf.worker import run_worker
+
+    return run_worker(Path(args.experiment), args.worker_id)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    """Recompute and rewrite the report of an experiment directory (running or finished)."""
+    from aiperf.paths import ExperimentPaths
+    from aiperf.report import analyze, format_summary, write_report
+
+    paths = ExperimentPaths(Path(args.experiment)).require()
+    result = analyze(paths)
+    write_report(result, paths)
+    print(format_summary(result))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    """Show how an experiment is going."""
+    from aiperf.paths import ExperimentPaths
+    from aiperf.report import analyze, format_status
+
+    print(format_status(analyze(ExperimentPaths(Path(args.experiment)).require())))
+    return 0
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    """Measure this node's dense GEMM peak."""
+    from aiperf.probe import probe_node
+
+    result = probe_node(args.precision, args.device, seconds=args.seconds)
+    if args.json:
+        print(json.dumps(result.to_event()))
+    else:
+        print(f"{result.node}: {result.device_name} x{result.devices}, {result.threads} threads")
+        print(f"dense GEMM peak ({result.precision}): {result.peak_flops / 1e9:,.1f} GFLOP/s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aiperf", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"aiperf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the benchmark (no arguments: the embedded default, a short digits run)")
+    run.add_argument("--config", type=Path, help="TOML config file (see aiperf/config.py for every key)")
+    run.add_argument("--duration", help="benchmark window, e.g. 90s, 30m, 2h")
+    run.add_argument("--workers", type=int, help="number of workers (one per node on a cluster)")
+    run.add_argument("--dataset", help="digits | cifar10 | imagenet | synthetic")
+    run.add_argument("--data-path", help="folder of the dataset (cifar10, imagenet)")
+    run.add_argument("--precision", help="bf16 | fp16 | tf32 | fp32")
+    run.add_argument("--device", help="auto | cpu | cuda")
+    run.add_argument("--launcher", help="local | slurm | submitit | mpi")
+    run.add_argument("--seed", type=int, help="search seed")
+    run.add_argument("--experiment-dir", help="where the experiment goes (default: reports/<dataset>-<time>)")
+    run.add_argument("--resume", metavar="DIR", help="continue the interrupted experiment in DIR")
+    run.set_defaults(handler=_cmd_run)
+
+    worker = sub.add_parser("worker", help="run one worker rank of an experiment (launchers start these)")
+    worker.add_argument("experiment", help="experiment directory")
+    worker.add_argument("--worker-id", required=True)
+    worker.set_defaults(handler=_cmd_worker)
+
+    report = sub.add_parser("report", help="(re)write report.html, result.json and summary.txt of an experiment")
+    report.add_argument("experiment", help="experiment directory")
+    report.set_defaults(handler=_cmd_report)
+
+    status = sub.add_parser("status", help="show how an experiment is going")
+    status.add_argument("experiment", help="experiment directory")
+    status.set_defaults(handler=_cmd_status)
+
+    probe = sub.add_parser("probe", help="measure this node's dense GEMM peak")
+    probe.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "tf32", "fp32"])
+    probe.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    probe.add_argument("--seconds", type=float, default=1.0)
+    probe.add_argument("--json", action="store_true", help="print the probe record as JSON")
+    probe.set_defaults(handler=_cmd_probe)
 
     arch = sub.add_parser("arch", help="show an architecture: a JSON file (aiperf or NNI format) or a seed name")
     arch.add_argument("source", help="path to a JSON file, or a seed name such as resnet50")

@@ -1,0 +1,78 @@
+"""The launcher interface: how the master starts, watches and stops workers, wherever they run.
+
+A launcher knows the nodes it may use, starts one worker (one process per rank) on a node, and hands back a
+:class:`WorkerHandle` the master polls. Everything a worker needs travels on its command line and through the
+experiment directory; nothing is pickled. Backends: local processes (this module's sibling ``_local``), SLURM job
+steps, submitit jobs.
+"""
+
+from __future__ import annotations
+
+import abc
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Launcher", "WorkerHandle", "WorkerSpec", "worker_argv"]
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """One worker to start: its id, the node it goes to, its ranks and threads, and where its output goes."""
+
+    worker_id: str
+    experiment: Path
+    node: str | None = None
+    ranks: int = 1
+    threads_per_rank: int = 0
+    log: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def worker_argv(spec: WorkerSpec, python: str | None = None) -> list[str]:
+    """The command that runs one rank of a worker (launchers wrap it in torchrun / srun / mpirun as needed)."""
+    return [python or sys.executable, "-m", "aiperf", "worker", str(spec.experiment), "--worker-id", spec.worker_id]
+
+
+class WorkerHandle(abc.ABC):
+    """A started worker. ``poll`` is cheap and never blocks."""
+
+    worker_id: str
+    node: str | None
+
+    @abc.abstractmethod
+    def poll(self) -> int | None:
+        """The exit status once the worker has ended (non-zero or negative on failure), else None."""
+
+    @abc.abstractmethod
+    def terminate(self) -> None:
+        """Ask every rank to stop (SIGTERM): the worker finishes its journal line and exits."""
+
+    @abc.abstractmethod
+    def kill(self) -> None:
+        """Stop every rank now (SIGKILL)."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """One line for logs: where it runs and its process or step id."""
+
+
+class Launcher(abc.ABC):
+    """Starts workers on nodes."""
+
+    name: str = "base"
+
+    @abc.abstractmethod
+    def nodes(self) -> Sequence[str]:
+        """The nodes workers may be placed on, in order."""
+
+    @abc.abstractmethod
+    def start(self, spec: WorkerSpec) -> WorkerHandle:
+        """Start one worker; raises LaunchError if it cannot be started at all."""
+
+    def exclude(self, node: str) -> None:  # noqa: B027 - optional hook, most launchers have nothing to do
+        """Stop placing workers on ``node`` (it failed repeatedly)."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release what the launcher holds (allocations, executors)."""

@@ -1,0 +1,430 @@
+"""The master: resolve the experiment, probe the nodes, run the window, supervise workers, score and report.
+
+The master needs no GPU and holds no state that is not in the experiment directory: it writes its own journal
+(``experiment_start`` with t0 and the deadline, ``probe`` records, ``experiment_end``), reads everyone's journals to
+follow progress, and derives the score from them. So ``aiperf run --resume DIR`` after a crash of the master
+continues the same window with the same t0, and the part finished before the crash scores exactly as before.
+
+Supervision: a worker whose process ends before the deadline is restarted (its journal continues); one that stops
+writing (no heartbeat for ``stuck_after``, or a heartbeat reporting no training progress for that long) is killed
+and restarted; a node on which workers keep failing is excluded and its worker moves to another node. At the
+deadline the master creates ``STOP``, sends SIGTERM, waits a grace period, then kills what is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from aiperf.config import Config, format_duration
+from aiperf.errors import AiperfError, HistoryError, LaunchError
+from aiperf.history import JournalSet, JournalWriter, read_journal
+from aiperf.launch._base import Launcher, WorkerHandle, WorkerSpec
+from aiperf.paths import ExperimentPaths, atomic_write_json, atomic_write_text, check_id
+
+__all__ = ["Master", "new_experiment_dir", "run_experiment"]
+
+GRACE_S = 30.0  # how long workers get to finish their journal lines after SIGTERM
+NODE_FAILURES_TO_EXCLUDE = 3
+
+
+def new_experiment_dir(config: Config, base: Path | None = None) -> Path:
+    """``reports/<dataset>-<date>-<time>`` under the current directory unless the config names one."""
+    if config.run.experiment_dir:
+        return Path(config.run.experiment_dir)
+    base = base or Path("reports")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate = base / f"{config.dataset.name}-{stamp}"
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = base / f"{config.dataset.name}-{stamp}-{n}"
+    return candidate
+
+
+@dataclass
+class _Slot:
+    """One worker position: its id, where it runs now, and its restart record."""
+
+    worker_id: str
+    node: str
+    handle: WorkerHandle | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    gave_up: bool = False
+    last_seen: float = 0.0
+    idle_s: float = 0.0
+    exits: list[int] = field(default_factory=list)
+
+
+class Master:
+    """Runs one experiment window. Construct, then :meth:`run`."""
+
+    def __init__(
+        self,
+        config: Config,
+        paths: ExperimentPaths,
+        launcher: Launcher,
+        out: TextIO = sys.stdout,
+        probe: Callable[[Config, Launcher], list[dict[str, Any]]] | None = None,
+    ) -> None:
+        self.config = config
+        self.paths = paths
+        self.launcher = launcher
+        self.out = out
+        self.probe = probe or _probe_local
+        self.interrupted: str | None = None
+        self.journal: JournalWriter | None = None
+        self.slots: list[_Slot] = []
+        self.node_failures: dict[str, int] = {}
+        self.t0 = 0.0
+        self.deadline = 0.0
+        self._monitor: Any = None
+        self._progress: Any = None
+
+    # -- logging -------------------------------------------------------------------------------------------------
+    def say(self, message: str) -> None:
+        print(f"{time.strftime('%H:%M:%S')} {message}", file=self.out, flush=True)
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+    def start_new(self) -> None:
+        """Create the directory, save the config, probe, and open the window (records t0 and the deadline)."""
+        from aiperf.report import environment
+        from aiperf.search import load_dataset_spec
+
+        spec = load_dataset_spec(self.config.dataset.name)
+        self.paths.create()
+        atomic_write_json(self.paths.config, self.config.to_json())
+        self._claim()
+        self.journal = JournalWriter(self.paths.master_journal, "master")
+        self.say(f"experiment {self.paths.root}")
+        self.say(f"probing {len(self.launcher.nodes())} node(s): dense GEMM peak in {self.config.train.precision}")
+        probes = self.probe(self.config, self.launcher)
+        for probe in probes:
+            self.journal.emit(probe)
+            peak = probe["peak_flops"] / 1e9
+            self.say(f"  {probe['node']}: {probe['device_name']} x{probe['devices']}: {peak:,.1f} GFLOP/s")
+        self.t0 = time.time()
+        self.deadline = self.t0 + self.config.run.duration_s
+        limit = getattr(self.launcher, "deadline_limit", None)
+        if callable(limit):
+            allocation_end = limit()
+            if allocation_end is not None:
+                self.deadline = min(self.deadline, allocation_end - self.config.run.report_margin_s)
+        self.journal.emit(
+            {
+                "type": "experiment_start",
+                "experiment": self.paths.root.name,
+                "t0": self.t0,
+                "deadline": self.deadline,
+                "config": self.config.to_json(),
+                "config_digest": self.config.digest(),
+                "rules": dict(spec.rules),
+                "environment": environment(),
+                "launcher": self.launcher.name,
+                "workers": self.config.run.workers,
+            }
+        )
+
+    def resume(self) -> bool:
+        """Reopen an interrupted experiment. Returns False if it had already finished (only the report is redone)."""
+        from aiperf.worker import read_experiment_start
+
+        self.paths.require()
+        self._claim()
+        start = read_experiment_start(self.paths)
+        self.t0 = float(start["t0"])
+        self.deadline = float(start["deadline"])
+        records, _ = read_journal(self.paths.master_journal)
+        self.journal = JournalWriter(self.paths.master_journal, "master")
+        if any(r.get("type") == "experiment_end" for r in records):
+            self.say(f"experiment {self.paths.root} had already finished; rewriting its report")
+            return False
+        self._kill_leftover_workers()
+        self.say(f"resuming experiment {self.paths.root}: {format_duration(max(0, self.deadline - time.time()))} left")
+        return True
+
+    def _claim(self) -> None:
+        """Write master.pid; refuse if another live master holds the experiment."""
+        try:
+            host, pid_text = self.paths.master_pid.read_text().split()
+            if host == socket.gethostname() and int(pid_text) != os.getpid() and _alive(int(pid_text)):
+                raise LaunchError(f"another master (pid {pid_text}) is running experiment {self.paths.root}")
+        except (OSError, ValueError):
+            pass
+        atomic_write_text(self.paths.master_pid, f"{socket.gethostname()} {os.getpid()}\n")
+
+    def _kill_leftover_workers(self) -> None:
+        """Workers of a killed master get SIGTERM from the kernel; make sure none is still running here."""
+        host = socket.gethostname()
+        for journal_path in self.paths.journal_files():
+            if journal_path.stem == "master":
+                continue
+            records, _ = read_journal(journal_path)
+            starts = [r for r in records if r.get("type") == "worker_start" and r.get("host") == host]
+            if not starts:
+                continue
+            pid = starts[-1].get("pid")
+            if isinstance(pid, int) and _alive(pid) and _is_aiperf_worker(pid):
+                self.say(f"stopping leftover worker {journal_path.stem} (pid {pid})")
+                _terminate_pid(pid)
+
+    # -- the window ----------------------------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> Any:
+        """Run (or resume) the window, then score and report. Returns the report's Result."""
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            if self.interrupted is None:
+                self.interrupted = signal.Signals(signum).name
+                self.say(f"received {self.interrupted}: stopping workers and writing the report")
+
+        for sig in previous:
+            signal.signal(sig, handler)
+        try:
+            active = self.resume() if resume else (self.start_new() or True)
+            if active:
+                self._supervise()
+            return self._finish()
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+            self.launcher.close()
+            if self._monitor is not None:
+                self._monitor.close()
+            with contextlib.suppress(OSError):
+                self.paths.master_pid.unlink()
+            if self.journal is not None:
+                self.journal.close()
+
+    def _worker_spec(self, slot: _Slot) -> WorkerSpec:
+        run = self.config.run
+        threads = run.threads_per_rank
+        if not threads and self.launcher.name == "local":
+            threads = max(1, (os.cpu_count() or 1) // (run.workers * run.ranks_per_worker))
+        return WorkerSpec(
+            worker_id=slot.worker_id,
+            experiment=self.paths.root,
+            node=slot.node,
+            ranks=run.ranks_per_worker,
+            threads_per_rank=threads,
+            log=self.paths.log(slot.worker_id),
+        )
+
+    def _start(self, slot: _Slot, now: float) -> None:
+        slot.handle = self.launcher.start(self._worker_spec(slot))
+        slot.started_at = now
+        slot.last_seen = now
+        slot.idle_s = 0.0
+        self.say(f"started {slot.worker_id} on {slot.node} ({slot.handle.describe()})")
+
+    def _supervise(self) -> None:
+        from aiperf.monitor import Progress, TensorBoardMonitor
+
+        nodes = list(self.launcher.nodes())
+        if not nodes:
+            raise LaunchError("the launcher has no nodes to place workers on")
+        self.slots = [_Slot(f"w{i:03d}", nodes[i % len(nodes)]) for i in range(self.config.run.workers)]
+        for slot in self.slots:
+            check_id(slot.worker_id, "worker id")
+        tail = JournalSet(self.paths.journals)
+        self._monitor = TensorBoardMonitor(self.paths)
+        self._progress = Progress(t0=self.t0, deadline=self.deadline)
+        now = time.time()
+        self._monitor.update(tail.poll(), now)  # catch up on a resumed run
+        for slot in self.slots:
+            self._start(slot, now)
+        next_report = 0.0
+        while self.interrupted is None:
+            now = time.time()
+            if now >= self.deadline:
+                break
+            records = tail.poll()
+            self._observe(records)
+            self._monitor.update(records, now)
+            self._progress.update(records, now)
+            self._watch(now)
+            if now >= next_report:
+                alive = sum(1 for s in self.slots if s.handle is not None and s.handle.poll() is None)
+                self.say(self._progress.line(now, alive))
+                next_report = now + 10.0
+            time.sleep(min(0.5, max(0.0, self.deadline - now)))
+        self._stop_workers()
+        records = tail.poll()
+        self._monitor.update(records, time.time())
+
+    def _observe(self, records: list[dict[str, Any]]) -> None:
+        by_id = {slot.worker_id: slot for slot in self.slots}
+        for record in records:
+            slot = by_id.get(record.get("worker", ""))
+            if slot is None:
+                continue
+            slot.last_seen = max(slot.last_seen, float(record["time"]))
+            if record.get("type") == "heartbeat":
+                idle = record.get("idle_s")
+                slot.idle_s = float(idle) if isinstance(idle, int | float) else 0.0
+            elif record.get("type") != "heartbeat":
+                slot.idle_s = 0.0
+
+    def _watch(self, now: float) -> None:
+        run = self.config.run
+        for slot in self.slots:
+            if slot.gave_up or slot.handle is None:
+                continue
+            code = slot.handle.poll()
+            stuck = code is None and now - max(slot.last_seen, slot.started_at) > run.stuck_after_s
+            stuck = stuck or (code is None and slot.idle_s > run.stuck_after_s)
+            if code is None and not stuck:
+                continue
+            if stuck:
+                self.say(
+                    f"{slot.worker_id} on {slot.node} is stuck (no progress for {run.stuck_after_s:.0f} s): killing it"
+                )
+                slot.handle.kill()
+                code = slot.handle.poll()
+                if code is None:
+                    code = -9
+            else:
+                self.say(f"{slot.worker_id} on {slot.node} exited with status {code} ({slot.handle.describe()})")
+            slot.exits.append(code)
+            if code != 0 or stuck:
+                self.node_failures[slot.node] = self.node_failures.get(slot.node, 0) + 1
+            if self.deadline - now < 2.0:
+                continue
+            if slot.restarts >= run.max_restarts:
+                slot.gave_up = True
+                self.say(f"{slot.worker_id} failed {slot.restarts + 1} times: not restarting it")
+                continue
+            if self.node_failures.get(slot.node, 0) >= NODE_FAILURES_TO_EXCLUDE:
+                self._move(slot)
+            slot.restarts += 1
+            try:
+                self._start(slot, time.time())
+            except AiperfError as exc:
+                self.say(f"cannot restart {slot.worker_id}: {exc}")
+                slot.handle = None
+
+    def _move(self, slot: _Slot) -> None:
+        bad = slot.node
+        candidates = [n for n in self.launcher.nodes() if self.node_failures.get(n, 0) < NODE_FAILURES_TO_EXCLUDE]
+        if not candidates or candidates == [bad]:
+            return
+        self.launcher.exclude(bad)
+        slot.node = candidates[sum(1 for s in self.slots if s.node in candidates) % len(candidates)]
+        self.say(f"node {bad} failed {self.node_failures[bad]} times: excluded; {slot.worker_id} moves to {slot.node}")
+
+    def _stop_workers(self) -> None:
+        atomic_write_text(self.paths.stop_file, f"{time.time()}\n")
+        running = [s for s in self.slots if s.handle is not None and s.handle.poll() is None]
+        for slot in running:
+            assert slot.handle is not None
+            slot.handle.terminate()
+        end = time.time() + GRACE_S
+        while time.time() < end and any(s.handle is not None and s.handle.poll() is None for s in running):
+            time.sleep(0.2)
+        for slot in running:
+            if slot.handle is not None and slot.handle.poll() is None:
+                self.say(f"{slot.worker_id} did not stop within {GRACE_S:.0f} s: killing it")
+                slot.handle.kill()
+
+    def _finish(self) -> Any:
+        from aiperf.report import analyze, format_summary, write_report
+
+        assert self.journal is not None
+        records, _ = read_journal(self.paths.master_journal)
+        if not any(r.get("type") == "experiment_end" for r in records):
+            now = time.time()
+            if self.interrupted:
+                t_end, reason = min(now, self.deadline), f"interrupted by {self.interrupted}"
+            elif now >= self.deadline:
+                t_end, reason = self.deadline, "the window closed"
+            else:
+                t_end, reason = now, "stopped early"
+            self.journal.emit({"type": "experiment_end", "t_end": t_end, "reason": reason})
+        result = analyze(self.paths)
+        write_report(result, self.paths)
+        print(format_summary(result), file=self.out, flush=True)
+        return result
+
+
+def _alive(pid: int) -> bool:
+    """True for a live, non-zombie process (PID 1 may reap late here, so kill -0 is not enough)."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("State:"):
+                    return "Z" not in line.split()[1]
+    except OSError:
+        return False
+    return True
+
+
+def _is_aiperf_worker(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"aiperf" in cmdline and b"worker" in cmdline
+
+
+def _terminate_pid(pid: int, grace: float = 10.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    end = time.time() + grace
+    while time.time() < end and _alive(pid):
+        time.sleep(0.1)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _probe_local(config: Config, launcher: Launcher) -> list[dict[str, Any]]:
+    """Probe this machine in-process (the local launcher's only node), with all its cores."""
+    from aiperf.probe import probe_node
+
+    result = probe_node(config.train.precision, config.train.device, node=launcher.nodes()[0], threads=os.cpu_count())
+    return [result.to_event()]
+
+
+def make_launcher(config: Config) -> Launcher:
+    if config.run.launcher == "local":
+        from aiperf.launch._local import LocalLauncher
+
+        return LocalLauncher()
+    raise LaunchError(f"launcher {config.run.launcher!r} is not available yet (use launcher = 'local')")
+
+
+def run_experiment(
+    config: Config | None = None,
+    resume: Path | None = None,
+    out: TextIO = sys.stdout,
+    launcher: Launcher | None = None,
+) -> Any:
+    """``aiperf run``: a new experiment from ``config``, or the interrupted one at ``resume``."""
+    from aiperf.config import load_config
+
+    if resume is not None:
+        paths = ExperimentPaths(resume).require()
+        import json
+
+        try:
+            config = Config.from_json(json.loads(paths.config.read_text()), where=str(paths.config))
+        except (OSError, ValueError) as exc:
+            raise HistoryError(f"cannot read {paths.config}: {exc}") from None
+    else:
+        config = config or load_config()
+        root = new_experiment_dir(config)
+        if root.exists() and any(root.iterdir()):
+            raise HistoryError(f"experiment directory {root} is not empty: pass --resume {root} to continue it")
+        paths = ExperimentPaths(root)
+    master = Master(config, paths, launcher or make_launcher(config), out=out)
+    return master.run(resume=resume is not None)

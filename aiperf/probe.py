@@ -1,0 +1,182 @@
+"""Hardware facts of a node: the dense-GEMM peak in the run's precision, and GPU telemetry when NVML is present.
+
+The peak is measured, not looked up: a short square-matmul micro-benchmark (as DeepBench does) in the precision the
+run trains in, on every device of the node, best of a few timed bursts. The benchmark's efficiency is then the
+sustained score over the sum of these peaks, the analogue of HPL's Rmax / Rpeak. Everything that touches hardware
+lives here, behind plain functions that tests can call directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aiperf.errors import AiperfError
+
+__all__ = ["ProbeResult", "cpu_name", "gemm_peak", "nvml_snapshot", "probe_node", "resolve_device"]
+
+_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "tf32": "float32"}
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``; ``cuda`` without a GPU is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise AiperfError("device 'cuda' was asked for but no CUDA GPU is visible (set [train] device = 'cpu')")
+    return device
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gemm_peak(
+    precision: str, device: str = "cpu", size: int | None = None, seconds: float = 0.5, device_index: int = 0
+) -> float:
+    """Best sustained FLOP/s of ``size x size`` matmuls in ``precision`` on one device (2 n^3 FLOPs per matmul)."""
+    import torch
+
+    if precision not in _DTYPES:
+        raise AiperfError(f"unknown precision {precision!r} (known: {', '.join(_DTYPES)})")
+    dtype = getattr(torch, _DTYPES[precision])
+    dev = torch.device(device, device_index) if device == "cuda" else torch.device("cpu")
+    n = size or (8192 if device == "cuda" else 1024)
+    previous_tf32 = torch.backends.cuda.matmul.allow_tf32
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    try:
+        a = torch.randn(n, n, device=dev).to(dtype)
+        b = torch.randn(n, n, device=dev).to(dtype)
+
+        def sync() -> None:
+            if device == "cuda":
+                torch.cuda.synchronize(dev)
+
+        torch.matmul(a, b)  # warm-up: library initialisation and clocks
+        sync()
+        best = 0.0
+        bursts = 3
+        for _ in range(bursts):
+            reps = 0
+            start = time.perf_counter()
+            while True:
+                torch.matmul(a, b)
+                reps += 1
+                if reps % 4 == 0:
+                    sync()
+                    if time.perf_counter() - start >= seconds / bursts:
+                        break
+            elapsed = time.perf_counter() - start
+            best = max(best, 2.0 * n**3 * reps / elapsed)
+        return best
+    finally:
+        if device == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = previous_tf32
+
+
+def nvml_snapshot() -> list[dict[str, Any]] | None:
+    """Name, power (W), memory and utilisation of every GPU via NVML; None where NVML is absent (no GPU, no
+    nvidia-ml-py, or no driver)."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # NVMLError_LibraryNotFound and friends: no GPU telemetry here
+        return None
+    try:
+        out = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            name = pynvml.nvmlDeviceGetName(handle)
+            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            util = pynvml.nvmlDeviceGetUtilizationRates(handle)
+            out.append(
+                {
+                    "index": i,
+                    "name": name.decode() if isinstance(name, bytes) else str(name),
+                    "power_w": pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0,
+                    "memory_used": int(memory.used),
+                    "memory_total": int(memory.total),
+                    "utilization": int(util.gpu),
+                }
+            )
+        return out
+    except Exception:
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            pynvml.nvmlShutdown()
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One node's facts. ``peak_flops`` is the sum over its devices."""
+
+    node: str
+    host: str
+    device: str
+    device_name: str
+    devices: int
+    precision: str
+    peak_flops: float
+    per_device_flops: tuple[float, ...]
+    threads: int
+    seconds: float
+    torch_version: str
+    python_version: str
+    gpus: list[dict[str, Any]] | None = field(default=None)
+
+    def to_event(self) -> dict[str, Any]:
+        return {"type": "probe", **asdict(self), "per_device_flops": list(self.per_device_flops)}
+
+
+def probe_node(
+    precision: str, device: str = "auto", node: str | None = None, seconds: float = 0.5, threads: int | None = None
+) -> ProbeResult:
+    """Measure this node: every GPU in turn, or the CPU with ``threads`` threads (default: all cores)."""
+    import torch
+
+    start = time.perf_counter()
+    dev = resolve_device(device)
+    if threads:
+        torch.set_num_threads(threads)
+    if dev == "cuda":
+        count = torch.cuda.device_count()
+        per = tuple(gemm_peak(precision, "cuda", seconds=seconds, device_index=i) for i in range(count))
+        name = torch.cuda.get_device_name(0)
+    else:
+        count = 1
+        per = (gemm_peak(precision, "cpu", seconds=seconds),)
+        name = cpu_name()
+    return ProbeResult(
+        node=node or os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
+        host=socket.gethostname(),
+        device=dev,
+        device_name=name,
+        devices=count,
+        precision=precision,
+        peak_flops=sum(per),
+        per_device_flops=per,
+        threads=torch.get_num_threads(),
+        seconds=time.perf_counter() - start,
+        torch_version=torch.__version__,
+        python_version=platform.python_version(),
+        gpus=nvml_snapshot() if dev == "cuda" else None,
+    )

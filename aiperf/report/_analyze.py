@@ -1,0 +1,330 @@
+"""From journals to results: everything the report shows, derived by replaying the experiment's events.
+
+:func:`analyze` reads every journal of an experiment directory (running or finished) and returns a
+:class:`Result`: the score timeline, the final figures, the validity checklist, trials, workers and the journal
+digests. It is a pure function of the files: a restarted master, ``aiperf report`` and ``aiperf verify`` all get the
+same numbers from the same journals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiperf.history import JournalSet, verify_chain
+from aiperf.paths import ExperimentPaths
+from aiperf.score import (
+    EpochWork,
+    Rule,
+    ScorePoint,
+    efficiency,
+    epoch_work,
+    final_point,
+    timeline,
+    v1_score,
+    validity,
+)
+
+__all__ = ["RESULT_SCHEMA", "Result", "TrialSummary", "WorkerSummary", "analyze", "timeline_step"]
+
+RESULT_SCHEMA = "aiperf.result/1"
+
+
+@dataclass
+class TrialSummary:
+    trial: str
+    worker: str
+    parent: str | None = None
+    round: int | None = None
+    arch_hash: str | None = None
+    trained_hash: str | None = None
+    arch: dict[str, Any] | None = None
+    params: int | None = None
+    train_flops_per_image: float | None = None
+    eval_flops_per_image: float | None = None
+    v1_flops_per_image: tuple[float, float] | None = None
+    hparams: dict[str, Any] = field(default_factory=dict)
+    epochs_budget: int | None = None
+    epochs_done: int = 0
+    best_top1: float = 0.0
+    status: str = "running"
+    reason: str | None = None
+    reward: float | None = None
+    t_start: float | None = None
+    t_end: float | None = None
+    precision: str | None = None
+    initialization: str | None = None
+    operations: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WorkerSummary:
+    worker: str
+    node: str | None = None
+    host: str | None = None
+    starts: int = 0
+    trials: int = 0
+    epochs: int = 0
+    busy_s: float = 0.0
+    utilisation: float = 0.0
+    last_seen: float | None = None
+    first_seen: float | None = None
+    last_start: float | None = None  # time of its latest worker_start (trials begun before it were abandoned)
+    stopped: bool = False  # its latest lifecycle record is a worker_stop
+    stop_reason: str | None = None
+
+
+@dataclass
+class Result:
+    experiment: str
+    root: str
+    status: str  # running | finished | interrupted
+    dataset: str
+    config: dict[str, Any]
+    config_digest: str
+    t0: float
+    deadline: float
+    t_end: float
+    final: ScorePoint
+    timeline: list[ScorePoint]
+    v1_score: float
+    peaks: list[dict[str, Any]]
+    efficiency: float | None
+    rules: list[Rule]
+    valid: bool
+    trials: list[TrialSummary]
+    workers: list[WorkerSummary]
+    problems: list[str]
+    journals: dict[str, dict[str, Any]]
+    environment: dict[str, Any]
+    dataset_rules: dict[str, Any]
+    end_reason: str | None = None
+    epochs: list[EpochWork] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        return self.t_end - self.t0
+
+    @property
+    def best_trials(self) -> list[TrialSummary]:
+        return sorted((t for t in self.trials if t.epochs_done), key=lambda t: -t.best_top1)
+
+
+def timeline_step(duration_s: float, points: int = 200) -> float:
+    """A round step giving about ``points`` points over the window (1 s minimum)."""
+    raw = max(duration_s / points, 1.0)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    for nice in (1, 2, 5, 10):
+        if raw <= nice * magnitude:
+            return float(nice * magnitude)
+    return float(10 * magnitude)  # pragma: no cover
+
+
+def _master_alive(paths: ExperimentPaths) -> bool:
+    try:
+        host, pid_text = paths.master_pid.read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return False
+    if host != socket.gethostname():
+        return True  # cannot tell from here; trust the file while the run has no end record
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in handle)
+    except OSError:
+        return False
+
+
+def _digest(path: Path) -> dict[str, Any]:
+    data = path.read_bytes()
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "chain_breaks": verify_chain(path)}
+
+
+def analyze(paths: ExperimentPaths, now: float | None = None, dataset_rules: Mapping[str, Any] | None = None) -> Result:
+    """Replay every journal of ``paths`` into a :class:`Result` (works on running and finished experiments)."""
+    paths.require()
+    journal_set = JournalSet(paths.journals)
+    records = journal_set.poll(final=True)
+    start: dict[str, Any] | None = None
+    end: dict[str, Any] | None = None
+    peaks: list[dict[str, Any]] = []
+    trials: dict[str, TrialSummary] = {}
+    workers: dict[str, WorkerSummary] = {}
+    epochs: list[EpochWork] = []
+    problems = [str(p) for p in journal_set.problems]
+    last_time = 0.0
+
+    def trial_of(record: Mapping[str, Any]) -> TrialSummary:
+        tid = str(record.get("trial"))
+        if tid not in trials:
+            trials[tid] = TrialSummary(trial=tid, worker=str(record.get("worker")))
+        return trials[tid]
+
+    for record in records:
+        kind = record["type"]
+        writer = record["worker"]
+        last_time = max(last_time, float(record["time"]))
+        if writer != "master":
+            w = workers.setdefault(writer, WorkerSummary(worker=writer))
+            w.last_seen = record["time"]
+            if w.first_seen is None:
+                w.first_seen = record["time"]
+            w.host = record.get("host", w.host)
+        try:
+            if kind == "experiment_start" and start is None:
+                start = record
+            elif kind == "experiment_end":
+                end = record
+            elif kind == "probe":
+                peaks.append(record)
+            elif kind == "worker_start":
+                w = workers[writer]
+                w.starts += 1
+                w.node = record.get("node", w.node)
+                w.last_start = record["time"]
+                w.stopped = False
+                w.stop_reason = None
+            elif kind == "worker_stop":
+                w = workers[writer]
+                w.stopped = True
+                w.stop_reason = record.get("reason")
+            elif kind == "proposal":
+                t = trial_of(record)
+                t.parent = record.get("parent")
+                t.round = record.get("round")
+                t.arch_hash = record.get("arch_hash")
+                t.arch = record.get("arch")
+                t.hparams = dict(record.get("hparams") or {})
+                t.epochs_budget = record.get("epochs")
+                t.t_start = record["time"]
+                v1 = record.get("v1_flops_per_image")
+                if isinstance(v1, list) and len(v1) == 2:
+                    t.v1_flops_per_image = (float(v1[0]), float(v1[1]))
+                history = (t.arch or {}).get("history") or []
+                t.operations = [str(h.get("op")) for h in history if isinstance(h, Mapping)]
+                workers[writer].trials += 1
+            elif kind == "trial_start":
+                t = trial_of(record)
+                t.trained_hash = record.get("trained_hash")
+                t.params = record.get("params")
+                t.train_flops_per_image = record.get("train_flops_per_image")
+                t.eval_flops_per_image = record.get("eval_flops_per_image")
+                t.precision = record.get("precision")
+                t.initialization = record.get("initialization")
+            elif kind == "epoch":
+                work = epoch_work(record)
+                epochs.append(work)
+                t = trial_of(record)
+                t.epochs_done += 1
+                t.best_top1 = max(t.best_top1, work.top1)
+                t.precision = work.precision or t.precision
+                workers[writer].epochs += 1
+                workers[writer].busy_s += max(0.0, float(record["t_end"]) - float(record["t_start"]))
+            elif kind == "trial_end":
+                t = trial_of(record)
+                t.status = str(record.get("status"))
+                t.reason = record.get("reason")
+                reward = record.get("reward")
+                t.reward = float(reward) if isinstance(reward, int | float) else None
+                t.t_end = record["time"]
+        except (KeyError, TypeError, ValueError) as exc:
+            problems.append(f"{writer} record {record.get('seq')} ({kind}): unusable ({exc.__class__.__name__}: {exc})")
+
+    if start is None:
+        from aiperf.errors import HistoryError
+
+        raise HistoryError(f"{paths.master_journal}: no experiment_start record; the master never started the window")
+    t0 = float(start["t0"])
+    deadline = float(start["deadline"])
+    now = time.time() if now is None else now
+    if end is not None:
+        status = "finished"
+        t_end = float(end["t_end"])
+    elif _master_alive(paths):
+        status = "running"
+        t_end = min(now, deadline)
+    else:
+        status = "interrupted"
+        t_end = min(deadline, max(last_time, t0))
+    t_end = max(t_end, t0 + 1e-9)
+    counted = [e for e in epochs if e.t_end <= t_end]
+    final = final_point(counted, t0, t_end)
+    points = timeline(counted, t0, t_end, timeline_step(t_end - t0))
+
+    config = dict(start.get("config") or {})
+    dataset = str((config.get("dataset") or {}).get("name", "unknown"))
+    if dataset_rules is None:
+        dataset_rules = start.get("rules") or {}
+    rules = validity(
+        rules=dataset_rules,
+        dataset=dataset,
+        duration_s=t_end - t0,
+        epochs=counted,
+        initializations=[t.initialization or "unrecorded" for t in trials.values() if t.epochs_done],
+        dataset_problems=list(start.get("dataset_problems") or []),
+    )
+    if status != "finished":
+        rules.append(Rule("run finished", False, f"the experiment is {status}; figures are provisional"))
+    peak_values = [float(p["peak_flops"]) for p in peaks if isinstance(p.get("peak_flops"), int | float)]
+    v1 = v1_score(counted, t0, {t.trial: t.v1_flops_per_image for t in trials.values() if t.v1_flops_per_image})
+    window = t_end - t0
+    for w in workers.values():
+        w.utilisation = w.busy_s / window if window > 0 else 0.0
+
+    journals = {p.name: _digest(p) for p in paths.journal_files()}
+    return Result(
+        experiment=str(start.get("experiment", paths.root.name)),
+        root=str(paths.root),
+        status=status,
+        dataset=dataset,
+        config=config,
+        config_digest=str(start.get("config_digest", "")),
+        t0=t0,
+        deadline=deadline,
+        t_end=t_end,
+        final=final,
+        timeline=points,
+        v1_score=v1,
+        peaks=peaks,
+        efficiency=efficiency(final.score, peak_values),
+        rules=rules,
+        valid=all(r.passed for r in rules),
+        trials=sorted(trials.values(), key=lambda t: (t.t_start or 0.0, t.trial)),
+        workers=sorted(workers.values(), key=lambda w: w.worker),
+        problems=problems,
+        journals=journals,
+        environment=dict(start.get("environment") or {}),
+        dataset_rules=dict(dataset_rules),
+        end_reason=(end or {}).get("reason"),
+        epochs=counted,
+    )
+
+
+def environment() -> dict[str, Any]:
+    """Facts about the master's machine and software, for the report."""
+    import platform
+
+    info: dict[str, Any] = {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+    try:
+        from importlib.metadata import version
+
+        for package in ("torch", "numpy", "optuna", "aiperf"):
+            try:
+                info[package] = version(package)
+            except Exception:
+                info[package] = None
+    except ImportError:  # pragma: no cover
+        pass
+    return info

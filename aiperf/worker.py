@@ -1,0 +1,329 @@
+"""The worker: propose -> choose hyperparameters -> train -> journal, until told to stop.
+
+One worker runs per node (one rank per device). Rank 0 reads the shared history, proposes the next trial, journals
+it and broadcasts the trial (as JSON, never pickle) to the other ranks; every rank trains; rank 0 writes the
+epoch events and the result. A heartbeat thread on rank 0 writes a ``heartbeat`` event every ``heartbeat`` seconds
+with how long ago training last made progress, which is what the master's watchdog reads.
+
+The worker stops when the window closes (the deadline the master recorded), when the master creates the STOP file,
+or on SIGTERM/SIGINT; the trial in progress then ends as ``stopped`` and its unfinished epoch is not counted.
+A worker restarted after a crash continues its own journal and first closes the trial its previous incarnation
+left open (as ``failed``), so no trial stays "running" forever in the history.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from aiperf.config import Config
+from aiperf.errors import AiperfError, HistoryError
+from aiperf.events import NullSink
+from aiperf.history import JournalSet, JournalWriter, read_journal
+from aiperf.paths import ExperimentPaths, check_id
+
+__all__ = ["ExperimentClock", "StopCondition", "read_experiment_start", "run_worker"]
+
+
+def read_experiment_start(paths: ExperimentPaths) -> dict[str, Any]:
+    """The master's ``experiment_start`` record (t0, deadline, ...); an error if the master never wrote it."""
+    records, _ = read_journal(paths.master_journal)
+    for record in records:
+        if record.get("type") == "experiment_start":
+            return record
+    raise HistoryError(f"{paths.master_journal} has no experiment_start record: was the experiment started?")
+
+
+class ExperimentClock:
+    """t0 and the deadline of the window, as the master recorded them."""
+
+    def __init__(self, start: dict[str, Any]) -> None:
+        self.t0 = float(start["t0"])
+        self.deadline = float(start["deadline"])
+
+
+class StopCondition:
+    """Callable polled between training steps: true once the window closed, STOP exists, or a signal came."""
+
+    def __init__(self, paths: ExperimentPaths, deadline: float, check_every: float = 1.0) -> None:
+        self.paths = paths
+        self.deadline = deadline
+        self.check_every = check_every
+        self.signalled: str | None = None
+        self.last_progress = time.time()
+        self._next_check = 0.0
+        self._stop_file = False
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.signalled = signal.Signals(signum).name
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def reason(self) -> str | None:
+        now = time.time()
+        if self.signalled:
+            return f"received {self.signalled}"
+        if now >= self.deadline:
+            return "the benchmark window closed"
+        if now >= self._next_check:
+            self._next_check = now + self.check_every
+            self._stop_file = self.paths.stop_file.exists()
+        return "the master asked workers to stop" if self._stop_file else None
+
+    def __call__(self) -> bool:
+        self.last_progress = time.time()
+        return self.reason() is not None
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, journal: JournalWriter, stop: StopCondition, interval: float) -> None:
+        super().__init__(name="aiperf-heartbeat", daemon=True)
+        self.journal = journal
+        self.stop_condition = stop
+        self.interval = interval
+        self.trial: str | None = None
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.interval):
+            try:
+                self.journal.emit(
+                    {
+                        "type": "heartbeat",
+                        "trial": self.trial,
+                        "idle_s": round(time.time() - self.stop_condition.last_progress, 3),
+                    }
+                )
+            except AiperfError:
+                pass  # a full disk shows up in the main loop's next write; the watchdog sees the silence
+
+    def finish(self) -> None:
+        self._done.set()
+
+
+def _close_orphaned_trials(journal: JournalWriter, own: list[dict[str, Any]]) -> int:
+    """Mark trials this worker proposed but never ended (it crashed) as failed; returns how many."""
+    open_trials: dict[str, dict[str, Any]] = {}
+    for record in own:
+        if record.get("type") == "proposal":
+            open_trials[str(record.get("trial"))] = record
+        elif record.get("type") == "trial_end":
+            open_trials.pop(str(record.get("trial")), None)
+    for trial in open_trials:
+        tops = [float(r["top1"]) for r in own if r.get("type") == "epoch" and r.get("trial") == trial]
+        journal.emit(
+            {
+                "type": "trial_end",
+                "trial": trial,
+                "status": "failed",
+                "reason": "the worker died during this trial and was restarted",
+                "best_top1": max(tops, default=0.0),
+                "reward": None,
+                "epochs": len(tops),
+            }
+        )
+    return len(open_trials)
+
+
+def _log(worker: str, message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} [{worker}] {message}", flush=True)
+
+
+def run_worker(experiment: Path, worker_id: str) -> int:
+    """Run one worker rank until the window closes. Returns the process exit status."""
+    import torch
+
+    from aiperf import flops
+    from aiperf.arch import ArchLimits, Graph
+    from aiperf.search import History, Searcher, load_dataset_spec, trial_reward
+    from aiperf.train import TrainConfig, TrialSpec, broadcast_json, init_distributed, load_dataset, train_trial
+
+    check_id(worker_id, "worker id")
+    paths = ExperimentPaths(experiment).require()
+    try:
+        config = Config.from_json(json.loads(paths.config.read_text()), where=str(paths.config))
+    except (OSError, ValueError) as exc:
+        raise HistoryError(f"cannot read {paths.config}: {exc}") from None
+    clock = ExperimentClock(read_experiment_start(paths))
+    stop = StopCondition(paths, clock.deadline)
+    stop.install_signal_handlers()
+
+    threads = int(os.environ.get("AIPERF_THREADS", "0") or 0) or config.run.threads_per_rank
+    if threads:
+        torch.set_num_threads(threads)
+    dist = init_distributed()
+    main = dist.is_main
+
+    ds_cfg = config.dataset
+    dataset = load_dataset(
+        ds_cfg.name,
+        path=ds_cfg.path,
+        image_size=ds_cfg.image_size,
+        shape=ds_cfg.shape,
+        num_classes=ds_cfg.num_classes,
+        train_size=ds_cfg.train_size,
+        eval_size=ds_cfg.eval_size,
+    )
+    train_cfg = TrainConfig(
+        device=config.train.device,
+        precision=config.train.precision,
+        compile=config.train.compile,
+        channels_last=config.train.channels_last,
+        data_workers=config.train.data_workers,
+        backend=config.train.backend,
+        seed=config.run.seed,
+    )
+
+    journal: JournalWriter | None = None
+    heartbeat: _Heartbeat | None = None
+    searcher = history = tail = None
+    sink: Any = NullSink()
+    trials_done = 0
+    if main:
+        journal = JournalWriter(paths.journal(worker_id), worker_id)
+        own, _ = read_journal(paths.journal(worker_id))
+        closed = _close_orphaned_trials(journal, own)
+        if closed:
+            _log(worker_id, f"closed {closed} trial(s) left open by a previous incarnation")
+        journal.emit(
+            {
+                "type": "worker_start",
+                "node": os.environ.get("AIPERF_NODE") or os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
+                "ranks": dist.world_size,
+                "devices": train_cfg.device,
+                "pid": os.getpid(),
+            }
+        )
+        heartbeat = _Heartbeat(journal, stop, config.run.heartbeat_s)
+        heartbeat.start()
+        sink = journal
+        spec = load_dataset_spec(ds_cfg.name)
+        limits = spec.limits
+        if config.search.max_params or config.search.max_forward_flops:
+            limits = ArchLimits(
+                max_nodes=limits.max_nodes,
+                max_params=config.search.max_params or limits.max_params,
+                max_forward_flops=config.search.max_forward_flops or limits.max_forward_flops,
+            )
+        seeds = [_load_seed(Path(p)) for p in config.search.seed_archs] or None
+        searcher = Searcher(
+            spec,
+            input_shape=dataset.input_shape,
+            num_classes=dataset.num_classes,
+            seed=config.run.seed,
+            limits=limits,
+            seeds=seeds,
+        )
+        history = History()
+        tail = JournalSet(paths.journals)
+        trials_done = sum(1 for r in own if r.get("type") == "proposal")
+        _log(worker_id, f"started: {dist.world_size} rank(s), dataset {dataset.name}, {trials_done} earlier trial(s)")
+
+    status = 0
+    try:
+        while True:
+            message: dict[str, Any]
+            if main:
+                assert journal is not None and searcher is not None and history is not None and tail is not None
+                reason = stop.reason()
+                if reason is not None:
+                    message = {"stop": reason}
+                else:
+                    for record in tail.poll():
+                        history.apply(record)
+                    trials_done += 1
+                    proposal = searcher.propose(history, trial_id=f"{worker_id}-{trials_done}")
+                    trained = proposal.trained_graph()
+                    event = proposal.to_event()
+                    event["v1_flops_per_image"] = list(_v1_flops(flops, trained))
+                    journal.emit(event)
+                    message = {
+                        "trial": proposal.trial_id,
+                        "graph": trained.to_json(),
+                        "hparams": proposal.hparams,
+                        "epochs": proposal.epochs,
+                        "patience": proposal.patience,
+                    }
+            else:
+                message = {}
+            message = broadcast_json(message, dist)
+            if "stop" in message:
+                if main:
+                    _log(worker_id, f"stopping: {message['stop']}")
+                break
+            graph = Graph.from_json(message["graph"])
+            if heartbeat is not None:
+                heartbeat.trial = message["trial"]
+            trial_spec = TrialSpec(
+                trial_id=message["trial"],
+                graph=graph,
+                hparams=message["hparams"],
+                epochs=int(message["epochs"]),
+                patience=message["patience"],
+            )
+            result = train_trial(trial_spec, dataset, train_cfg, sink, should_stop=stop, dist=dist)
+            if main:
+                assert journal is not None
+                curve = [e.top1 for e in result.epochs]
+                reward = trial_reward(curve, trial_spec.epochs) if curve and result.status != "failed" else None
+                journal.emit(
+                    {
+                        "type": "trial_end",
+                        "trial": trial_spec.trial_id,
+                        "status": result.status,
+                        "reason": result.reason,
+                        "best_top1": result.best_top1,
+                        "reward": reward,
+                        "epochs": len(result.epochs),
+                    }
+                )
+                _log(
+                    worker_id,
+                    f"trial {trial_spec.trial_id}: {result.status}, {len(result.epochs)}/{trial_spec.epochs} epochs, "
+                    f"best top-1 {result.best_top1:.4f}" + (f" ({result.reason})" if result.reason else ""),
+                )
+                if heartbeat is not None:
+                    heartbeat.trial = None
+    except AiperfError as exc:
+        if main and journal is not None:
+            _log(worker_id, f"error: {exc}")
+        status = 3
+        raise
+    finally:
+        if heartbeat is not None:
+            heartbeat.finish()
+        if journal is not None:
+            try:
+                journal.emit({"type": "worker_stop", "reason": stop.reason() or ("error" if status else "done")})
+            except AiperfError:
+                pass
+            journal.close()
+        from aiperf.train import shutdown_distributed
+
+        shutdown_distributed(dist)
+    return status
+
+
+def _load_seed(path: Path) -> Any:
+    from aiperf.arch import Graph, load_nni
+
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise AiperfError(f"cannot read seed architecture {path}: {exc.strerror}") from None
+    return load_nni(text) if '"layer_list"' in text else Graph.loads(text)
+
+
+def _v1_flops(flops_module: Any, graph: Any) -> tuple[float, float]:
+    """AIPerf v1's per-image (train, eval) FLOPs of ``graph`` (for the v1-comparable figure)."""
+    v1 = flops_module.aiperf_v1_flops(graph)
+    return float(v1.train), float(v1.eval)
