@@ -576,8 +576,12 @@ def test_every_state_of_an_experiment_reports(tmp_path: Path, state: str) -> Non
     assert f": {state};" in status.splitlines()[0]
     assert "w000" in status and "w001" in status
     assert "last seen" in status
+    if state == "interrupted":
+        assert "w001 on node1: gone (no stop record)" in status
     if state == "running":
         assert "left" in status.splitlines()[1]
+        assert "w000 on node0: active" in status
+        assert "w000 on node0: silent" in format_status(result, now=now + 500)  # over run.stuck_after_s (120 s)
         assert "1 running" in status and "trial w001-1" in status
     if state == "finished":
         assert "stopped (told to stop)" in status
@@ -645,3 +649,18 @@ def test_svg_chart_scales_axes_and_labels() -> None:
     top, bottom = 30.0, 240 - 36.0
     assert ys[0] == bottom and ys[1] == top and ys[2] == pytest.approx((top + bottom) / 2)  # 5 is the top tick
     assert "no finished epoch yet" in line_chart([], title="empty")
+
+
+def test_journal_problems_and_chain_breaks_are_reported(tmp_path: Path) -> None:
+    exp = make_experiment(tmp_path / "exp-torn", state="interrupted")
+    with open(exp.paths.journal("w001"), "ab") as handle:
+        handle.write(b'{"v":1,"seq":99,"worker":"w001","type":"ep')  # the worker died mid-write
+    result = analyze(exp.paths)
+    write_report(result, exp.paths)
+    doc = json.loads(exp.paths.result_json.read_text())
+    assert len(doc["problems"]) == 1 and "torn last record" in doc["problems"][0]
+    assert doc["journals"]["w001.jsonl"]["chain_breaks"] == []  # a torn, unacknowledged line breaks no chain
+    assert doc["journals"]["w001.jsonl"]["bytes"] == exp.paths.journal("w001").stat().st_size
+    page = exp.paths.report_html.read_text()
+    assert "torn last record" in page and "No journal line was skipped" not in page
+    assert "1 unusable line(s) skipped" in format_summary(result)

@@ -31,6 +31,7 @@ from aiperf.report._text import (
     trial_counts,
     trial_state,
     verdict,
+    worker_state,
 )
 
 __all__ = ["render_html", "write_report"]
@@ -276,7 +277,7 @@ def _workers(result: Result) -> str:
             str(w.epochs),
             f"{w.busy_s:,.0f} s",
             f"{bar(w.utilisation)} {_e(format_percent(w.utilisation, 1))}",
-            _e(f"stopped ({w.stop_reason})" if w.stopped and w.stop_reason else "stopped" if w.stopped else "active"),
+            _e(worker_state(result, w)),
         )
         for w in result.workers
     ]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiperf.config import format_duration
 from aiperf.paths import ExperimentPaths
-from aiperf.report._analyze import Result, TrialSummary
+from aiperf.report._analyze import Result, TrialSummary, WorkerSummary
 
 __all__ = [
     "V1_NOTE",
@@ -30,6 +30,7 @@ __all__ = [
     "trial_counts",
     "trial_state",
     "verdict",
+    "worker_state",
 ]
 
 V1_NOTE = (
@@ -110,6 +111,20 @@ def trial_state(result: Result, trial: TrialSummary) -> str:
     if result.status != "running":
         return "unfinished"
     return "running"
+
+
+def worker_state(result: Result, worker: WorkerSummary, now: float | None = None) -> str:
+    """``stopped (reason)``; else, while the experiment runs, ``active`` if heard from within the config's
+    ``stuck_after_s`` (default 120 s) and ``silent`` if not; once it no longer runs, ``gone`` (no stop record)."""
+    if worker.stopped:
+        return f"stopped ({worker.stop_reason})" if worker.stop_reason else "stopped"
+    if result.status != "running":
+        return "gone (no stop record)"
+    now = result.t_end if now is None else now
+    stuck = (result.config.get("run") or {}).get("stuck_after_s")
+    limit = float(stuck) if isinstance(stuck, int | float) and stuck > 0 else 120.0
+    seen = worker.last_seen if worker.last_seen is not None else -math.inf
+    return "active" if now - seen <= limit else "silent"
 
 
 def trial_counts(result: Result) -> dict[str, int]:
@@ -205,7 +220,7 @@ def format_status(result: Result, now: float | None = None) -> str:
         lines.append("workers     none seen yet")
     for i, w in enumerate(result.workers):
         age = f"last seen {max(0.0, now - w.last_seen):.0f} s ago" if w.last_seen is not None else "never seen"
-        state = f"stopped ({w.stop_reason})" if w.stopped and w.stop_reason else "stopped" if w.stopped else "active"
+        state = worker_state(result, w, now)
         doing = f", trial {running[w.worker]}" if w.worker in running and not w.stopped else ""
         node = f" on {w.node}" if w.node else ""
         lines.append(f"{'workers' if i == 0 else '':<12}{w.worker}{node}: {state}, {age}{doing}")
