@@ -129,9 +129,11 @@ class LiveState:
         if writer != "master":
             w = self.workers.setdefault(writer, _Worker(last_seen=stamp))
             w.last_seen = max(w.last_seen, stamp)
-        if kind == "experiment_start" and self.t0 is None:
-            self.t0 = float(record["t0"])
-            self.deadline = float(record["deadline"])
+        if kind == "experiment_start":
+            if self.t0 is None:
+                self.t0 = float(record["t0"])
+            if self.deadline is None:
+                self.deadline = float(record["deadline"])
             stuck = ((record.get("config") or {}).get("run") or {}).get("stuck_after_s")
             if self.stale_after_s is None and isinstance(stuck, int | float) and stuck > 0:
                 self.stale_after_s = float(stuck)
