@@ -20,7 +20,8 @@ Payloads by ``type`` (all times are unix seconds; all image counts are totals ov
     ``trial`` (current trial id or null).
 ``proposal`` (worker, rank 0)
     ``trial`` (id ``<worker>-<n>``), ``parent`` (trial id or null), ``arch`` (canonical architecture JSON, before
-    hyperparameters are applied), ``arch_hash``, ``hparams`` (dict), ``epochs`` (budget), ``patience``, ``round``.
+    hyperparameters are applied), ``arch_hash``, ``hparams`` (dict), ``epochs`` (budget), ``patience``, ``round``,
+    ``v1_flops_per_image`` ([train, eval] FLOPs per image of the trained graph by AIPerf v1's formulas).
 ``trial_start`` (trainer)
     ``trial``, ``trained_hash`` (hash of the graph actually trained), ``train_flops_per_image``,
     ``eval_flops_per_image``, ``params``, ``precision`` (actually used), ``world_size``, ``device``,
@@ -35,7 +36,8 @@ Payloads by ``type`` (all times are unix seconds; all image counts are totals ov
 ``worker_stop`` (worker)
     ``reason``.
 ``probe`` (master)
-    ``node``, ``precision``, ``peak_flops`` (dense GEMM), ``device``.
+    ``node``, ``node_host``, ``precision``, ``peak_flops`` (dense GEMM, sum over the node's devices),
+    ``per_device_flops``, ``device``, ``device_name``, ``devices``, ``threads``, ``gpus`` (NVML snapshot or null).
 """
 
 from __future__ import annotations

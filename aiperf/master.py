@@ -238,7 +238,7 @@ class Master:
             check_id(slot.worker_id, "worker id")
         tail = JournalSet(self.paths.journals)
         self._monitor = TensorBoardMonitor(self.paths)
-        self._progress = Progress(t0=self.t0, deadline=self.deadline)
+        self._progress = Progress(t0=self.t0, deadline=self.deadline, state=self._monitor.state)
         now = time.time()
         self._monitor.update(tail.poll(), now)  # catch up on a resumed run
         for slot in self.slots:

@@ -130,7 +130,7 @@ class ProbeResult:
     """One node's facts. ``peak_flops`` is the sum over its devices."""
 
     node: str
-    host: str
+    node_host: str
     device: str
     device_name: str
     devices: int
@@ -167,7 +167,7 @@ def probe_node(
         name = cpu_name()
     return ProbeResult(
         node=node or os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
-        host=socket.gethostname(),
+        node_host=socket.gethostname(),
         device=dev,
         device_name=name,
         devices=count,

@@ -284,7 +284,7 @@ def _workers(result: Result) -> str:
     probes = [
         (
             _e(p.get("node")),
-            _e(p.get("host")),
+            _e(p.get("node_host") or p.get("host")),
             _e(p.get("device")),
             _e(p.get("precision")),
             _e(format_rate(p["peak_flops"]) if isinstance(p.get("peak_flops"), int | float) else "n/a"),

@@ -111,7 +111,7 @@ def result_to_json(result: Result) -> dict[str, Any]:
     probes = [
         {
             "node": p.get("node"),
-            "host": p.get("host"),
+            "host": p.get("node_host") or p.get("host"),
             "precision": p.get("precision"),
             "device": p.get("device"),
             "peak_flops": _num(p.get("peak_flops")),
