@@ -232,37 +232,49 @@ def random_morph(
     """Apply one randomly chosen legal morph; retries other choices if one breaks ``limits``.
 
     Deterministic for a given ``rng`` state. Raises :class:`ArchError` if no move fits within ``attempts``.
+    Moves are drawn only among the targets each operator lists as legal, so a move that fails for any reason other
+    than ``limits`` is a bug and propagates instead of being silently retried.
     """
+    unknown = [op for op in ops if op not in MORPHS]
+    if unknown or not ops:
+        raise ArchError(f"unknown morph {unknown[0] if unknown else None!r} (known: {', '.join(MORPHS)})")
     last_error: ArchError | None = None
     for _ in range(attempts):
-        op = rng.choice(list(ops))
+        candidate = _propose(graph, rng.choice(list(ops)), rng)
+        if candidate is None:
+            continue
+        if limits is None:
+            return candidate
         try:
-            if op == "deepen":
-                targets = deepen_targets(graph)
-                if not targets:
-                    continue
-                return deepen(graph, rng.choice(targets), rng.choice((1, 3, 5)), limits)
-            if op == "widen":
-                targets = [n for n in graph.nodes if isinstance(graph.nodes[n].op, (Conv, Dense))]
-                rng.shuffle(targets)
-                for target in targets:
-                    if _widen_set(graph, target) is not None:
-                        op_ = graph.nodes[target].op
-                        width = op_.out_channels if isinstance(op_, Conv) else op_.out_features  # type: ignore[attr-defined]
-                        extra = max(1, int(width * rng.choice((0.25, 0.5, 1.0))))
-                        return widen(graph, target, extra, limits)
-                continue
-            if op == "skip":
-                dsts = skip_targets(graph)
-                rng.shuffle(dsts)
-                for dst in dsts[:8]:
-                    srcs = skip_sources(graph, dst)
-                    if srcs:
-                        return add_skip(graph, rng.choice(srcs), dst, rng.choice(("add", "concat")), limits)
-                continue
-            raise ArchError(f"unknown morph {op!r} (known: {', '.join(MORPHS)})")
+            candidate.check_limits(limits)
         except ArchError as exc:
-            if "unknown morph" in str(exc):
-                raise
             last_error = exc
+            continue
+        return candidate
     raise ArchError(f"no morph of {list(ops)} applies within the limits ({last_error or 'no candidates'})")
+
+
+def _propose(graph: Graph, op: str, rng: random.Random) -> Graph | None:
+    """One random move of kind ``op`` (built without limits), or None when the graph offers no target for it."""
+    if op == "deepen":
+        targets = deepen_targets(graph)
+        if not targets:
+            return None
+        return deepen(graph, rng.choice(targets), rng.choice((1, 3, 5)), limits=None)
+    if op == "widen":
+        targets = [n for n in graph.nodes if isinstance(graph.nodes[n].op, (Conv, Dense))]
+        rng.shuffle(targets)
+        for target in targets:
+            if _widen_set(graph, target) is not None:
+                op_ = graph.nodes[target].op
+                width = op_.out_channels if isinstance(op_, Conv) else op_.out_features  # type: ignore[attr-defined]
+                extra = max(1, int(width * rng.choice((0.25, 0.5, 1.0))))
+                return widen(graph, target, extra, limits=None)
+        return None
+    dsts = skip_targets(graph)
+    rng.shuffle(dsts)
+    for dst in dsts[:8]:
+        srcs = skip_sources(graph, dst)
+        if srcs:
+            return add_skip(graph, rng.choice(srcs), dst, rng.choice(("add", "concat")), limits=None)
+    return None
