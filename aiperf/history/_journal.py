@@ -14,10 +14,15 @@ reordered after the fact breaks the chain (see :func:`verify_chain`). Record ids
 Readers never trust the tail: a last line without its newline may be in the middle of being written (a live
 journal) or torn by a crash (a dead one). :class:`JournalReader` keeps it for the next poll, and reports it as torn
 only when asked to finish. Any line that is not a valid record is skipped and reported, never fatal.
+
+A failed append (the disk filled up, an I/O error at ``fsync``) is cut off again with ``ftruncate`` before the error
+is raised, so the file only ever holds acknowledged records plus, after a crash, at most one torn last line; the
+writer carries on after the cause is gone, and a restarted writer ends a torn line before appending.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -68,14 +73,32 @@ class JournalProblem:
         return f"{self.path}:{self.line}: {self.reason}"
 
 
-def _check_finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, Mapping):
-        return all(_check_finite(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return all(_check_finite(v) for v in value)
-    return True
+class _NonFinite(ValueError):
+    """A number in a line that is not finite (NaN, Infinity, or a literal such as 1e999 that overflows)."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFinite(text)
+    return value
+
+
+def _reject_constant(text: str) -> float:
+    raise _NonFinite(text)
+
+
+def _parse_line(line: bytes) -> Any:
+    """Parse one journal line, refusing non-finite numbers while parsing (no recursive walk afterwards).
+
+    Raises :class:`_NonFinite` for NaN/Infinity/overflowing literals and ``ValueError`` for anything else that is
+    not JSON -- including nesting deeper than the interpreter allows and integers with too many digits, so a
+    hostile line on the shared filesystem is a reported problem, never a crash of the reader.
+    """
+    try:
+        return json.loads(line, parse_float=_finite_float, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 class JournalWriter:
@@ -92,19 +115,30 @@ class JournalWriter:
         self._lock = threading.Lock()
         self.seq = 0
         self.prev = genesis_hash(writer)
-        self._needs_newline = False
+        # Bytes still to write before the next record: ends a torn last line left by a crashed predecessor.
+        self._terminator = b""
+        # Set when a failed append could not be rolled back: the file must be cut back here before writing on.
+        self._cut_to: int | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.path.exists():
                 self._resume()
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise HistoryError(f"cannot open journal {self.path}: {exc.strerror}") from None
+            raise HistoryError(f"cannot open journal {self.path}: {exc.strerror or exc}") from None
 
     def _resume(self) -> None:
         data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            self._needs_newline = True
+        tail = data[data.rfind(b"\n") + 1 :]
+        if tail:
+            # A torn last line (a crash mid-write) was never acknowledged. End it so the next record starts on a
+            # fresh line. If the torn bytes happen to be a whole record short of its newline, a newline alone would
+            # make it valid and put two records with one sequence number in the chain: spoil it first.
+            try:
+                whole = isinstance(_parse_line(tail), dict)
+            except ValueError:
+                whole = False
+            self._terminator = b" torn\n" if whole else b"\n"
         reader = JournalReader(self.path)
         for record in reader.poll(final=True):
             if record.get("worker") == self.writer:
@@ -113,13 +147,21 @@ class JournalWriter:
             self.prev = reader.last_hash
 
     def emit(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """Append ``event`` (a payload with ``type``) with its envelope; returns the full record once durable."""
+        """Append ``event`` (a payload with ``type``) with its envelope; returns the full record once durable.
+
+        On a failed append (disk full, I/O error) the partial record is cut off again, so the file holds exactly
+        the acknowledged records and the writer can go on once the cause is gone; the failure is a one-line
+        :class:`HistoryError`. (A reader that polled between a complete write and a failed ``fsync`` may have seen
+        the withdrawn record; the retried record then reuses its sequence number.)
+        """
         if "type" not in event:
             raise HistoryError("journal event has no 'type'")
         clash = [k for k in _ENVELOPE if k in event]
         if clash:
             raise HistoryError(f"journal event may not set envelope field(s) {clash}")
         with self._lock:
+            if self._fd < 0:
+                raise HistoryError(f"journal {self.path} is closed")
             record: dict[str, Any] = {
                 "v": SCHEMA_VERSION,
                 "seq": self.seq,
@@ -131,25 +173,55 @@ class JournalWriter:
             }
             try:
                 line = json.dumps(record, separators=(",", ":"), allow_nan=False).encode()
-            except (TypeError, ValueError) as exc:
-                raise HistoryError(f"journal event {event.get('type')!r} is not plain finite JSON: {exc}") from None
-            payload = (b"\n" if self._needs_newline else b"") + line + b"\n"
+            except (TypeError, ValueError, RecursionError) as exc:
+                raise HistoryError(
+                    f"journal event {event.get('type')!r} is not plain finite JSON: {str(exc).splitlines()[0]}"
+                ) from None
+            payload = line + b"\n"
             try:
-                written = os.write(self._fd, payload)
-                if written != len(payload):  # a short write (disk full): never leave half a record unterminated
-                    self._needs_newline = True
-                    raise OSError(28, "short write (No space left on device?)")
-                os.fsync(self._fd)
+                self._prepare()
+                start = os.fstat(self._fd).st_size
             except OSError as exc:
-                self._needs_newline = True
                 raise HistoryError(
                     f"cannot write journal {self.path} (record {self.seq}): {exc.strerror or exc}; "
                     "earlier records are intact"
                 ) from None
-            self._needs_newline = False
+            try:
+                written = os.write(self._fd, payload)
+                if written != len(payload):  # a short write: the disk filled up part way through the record
+                    raise OSError(errno.ENOSPC, f"short write ({written} of {len(payload)} bytes)")
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._roll_back(start)
+                raise HistoryError(
+                    f"cannot write journal {self.path} (record {self.seq}): {exc.strerror or exc}; "
+                    "earlier records are intact"
+                ) from None
             self.seq += 1
             self.prev = line_hash(line)
             return record
+
+    def _prepare(self) -> None:
+        """Before a record: finish cutting off a failed append, then end a torn line left by a crash."""
+        if self._cut_to is not None:
+            os.ftruncate(self._fd, self._cut_to)
+            self._cut_to = None
+        while self._terminator:
+            written = os.write(self._fd, self._terminator)
+            if written <= 0:
+                raise OSError(errno.ENOSPC, "no space to end the torn last line")
+            self._terminator = self._terminator[written:]
+
+    def _roll_back(self, start: int) -> None:
+        """Cut the file back to ``start`` so that no partial (or unconfirmed) record stays in it.
+
+        A record line holds no newline but its last byte, so readers never consume a partial one: they keep an
+        unterminated tail for their next poll, and cutting it off is invisible to them.
+        """
+        try:
+            os.ftruncate(self._fd, start)
+        except OSError:
+            self._cut_to = start  # retried before the next record; until then nothing more is appended
 
     def close(self) -> None:
         with self._lock:
@@ -208,8 +280,11 @@ class JournalReader:
         if not line.strip():
             return
         try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):
+            record = _parse_line(line)
+        except _NonFinite:
+            self.problems.append(JournalProblem(str(self.path), self.line_no, "record holds a non-finite number"))
+            return
+        except ValueError:
             self.problems.append(JournalProblem(str(self.path), self.line_no, "not valid JSON (torn or corrupt)"))
             return
         reason = _invalid(record)
@@ -235,8 +310,6 @@ def _invalid(record: Any) -> str | None:
         return "record has no valid 'time'"
     if record.get("v") != SCHEMA_VERSION:
         return f"record has schema version {record.get('v')!r}, expected {SCHEMA_VERSION}"
-    if not _check_finite(record):
-        return "record holds a non-finite number"
     return None
 
 
@@ -264,7 +337,10 @@ class JournalSet:
         for name in names:
             reader = self.readers.get(name)
             if reader is None:
-                reader = self.readers[name] = JournalReader(Path(self.folder) / name)
+                path = Path(self.folder) / name
+                if not path.is_file():  # a folder or device named *.jsonl is not a journal
+                    continue
+                reader = self.readers[name] = JournalReader(path)
             out.extend(reader.poll(final=final))
         out.sort(key=lambda r: (r["time"], r["worker"], r["seq"]))
         return out
@@ -291,7 +367,7 @@ def verify_chain(path: Path) -> list[str]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = _parse_line(line)
         except ValueError:
             # A line torn by a crash was never acknowledged and is not part of the chain; a valid record
             # replaced by garbage breaks the chain at the next record, which is where it is reported.

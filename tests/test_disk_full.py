@@ -1,0 +1,222 @@
+"""A journal on a filesystem that fills up: a clean one-line error, earlier records intact, the chain intact, and
+the writer carries on once space is freed (no partial record left behind, nothing glued to the next one).
+
+The full disk is real: a 64 KiB tmpfs mounted for the test (needs root). Without root, or where mounting is not
+allowed, these tests skip with the reason -- or fail when ``AIPERF_REQUIRE_SERVICES=1`` (CI).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aiperf.errors import HistoryError
+from aiperf.history import JournalReader, JournalWriter, line_hash, read_journal, verify_chain
+
+PAGE = 4096
+pytestmark = pytest.mark.slow  # a fault-injection test: scripts/fault-tests.sh runs these on their own
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("AIPERF_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"a tiny tmpfs is required (AIPERF_REQUIRE_SERVICES=1) but cannot be mounted: {reason}")
+    pytest.skip(f"cannot mount a tiny tmpfs to fill up: {reason}")
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A freshly mounted 64 KiB tmpfs (16 pages), unmounted afterwards."""
+    if os.geteuid() != 0:
+        _unavailable("not root (run the fault tests as root, e.g. in the CI container)")
+    if shutil.which("mount") is None or shutil.which("umount") is None:
+        _unavailable("no mount/umount command")
+    point = tmp_path / "tiny"
+    point.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(point)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if done.returncode != 0:
+        _unavailable(f"mount -t tmpfs failed: {done.stderr.strip() or done.returncode}")
+    try:
+        yield point
+    finally:
+        if subprocess.run(["umount", str(point)], capture_output=True, timeout=30, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(point)], capture_output=True, timeout=30, check=False)
+
+
+def _free_bytes(path: Path) -> int:
+    """Bytes the journal at ``path`` can still grow by: free pages plus the unused rest of its last page."""
+    st = os.statvfs(path.parent)
+    size = path.stat().st_size if path.exists() else 0
+    return st.f_bavail * st.f_frsize + (-size % PAGE)
+
+
+def _fill(path: Path, size: int) -> None:
+    with open(path, "wb") as handle:
+        handle.write(b"\0" * size)
+
+
+def _event(n: int, pad: int) -> dict[str, object]:
+    return {"type": "heartbeat", "trial": None, "n": n, "pad": "x" * pad}
+
+
+def _check_file(path: Path, count: int) -> list[dict[str, object]]:
+    """Every line of the journal is one whole record: ``count`` of them, in sequence, hash-chained."""
+    data = path.read_bytes()
+    assert data.endswith(b"\n"), "the journal must end on a whole line"
+    lines = data.split(b"\n")[:-1]
+    records = [json.loads(line) for line in lines]  # a glued or partial line would not parse
+    assert [r["seq"] for r in records] == list(range(count))
+    assert [r["n"] for r in records] == list(range(count))
+    for before, after in zip(lines, records[1:], strict=False):
+        assert after["prev"] == line_hash(before)
+    parsed, problems = read_journal(path)
+    assert problems == []
+    assert len(parsed) == count
+    assert verify_chain(path) == []
+    return records
+
+
+def test_disk_full_is_a_clean_error_and_the_writer_continues_after_space_is_freed(tiny_fs: Path) -> None:
+    filler = tiny_fs / "filler.bin"
+    _fill(filler, 4 * PAGE)
+    path = tiny_fs / "journals" / "w0.jsonl"
+    live = JournalReader(path)  # a reader tailing the journal the whole time, as the master does
+    seen: list[dict[str, object]] = []
+    journal = JournalWriter(path, "w0")
+    acknowledged = 0
+    error: HistoryError | None = None
+    for n in range(1000):
+        try:
+            journal.emit(_event(n, 700))
+        except HistoryError as exc:
+            error = exc
+            break
+        acknowledged += 1
+        if n % 7 == 0:
+            seen.extend(live.poll())
+    assert error is not None, "a 64 KiB filesystem never filled up"
+    assert acknowledged >= 20
+    message = str(error)
+    assert "\n" not in message
+    assert str(path) in message and f"record {acknowledged}" in message
+    assert "earlier records are intact" in message
+    assert re.search(r"No space left|short write", message), message
+    assert journal.seq == acknowledged
+    size_after_failure = path.stat().st_size
+    _check_file(path, acknowledged)
+
+    # Still full: every further attempt fails cleanly and leaves the file exactly as it was.
+    for n in range(3):
+        with pytest.raises(HistoryError, match="earlier records are intact"):
+            journal.emit(_event(acknowledged, 3 * PAGE + n))
+        assert path.stat().st_size == size_after_failure
+
+    seen.extend(live.poll())
+    assert [r["seq"] for r in seen] == list(range(acknowledged))
+    assert live.problems == []
+
+    filler.unlink()  # space is freed: the same writer goes on, from the next sequence number
+    for n in range(acknowledged, acknowledged + 5):
+        journal.emit(_event(n, 700))
+    journal.close()
+    records = _check_file(path, acknowledged + 5)
+    seen.extend(live.poll(final=True))
+    assert seen == records
+    assert live.problems == []
+
+    # A restarted writer continues the same chain.
+    with JournalWriter(path, "w0") as again:
+        again.emit(_event(acknowledged + 5, 10))
+    _check_file(path, acknowledged + 6)
+
+
+def test_short_write_missing_only_the_newline_leaves_no_record(tiny_fs: Path) -> None:
+    """The nastiest short write: every byte of the record but its newline reached the disk.
+
+    Ended with a newline later, those bytes would be a valid record, and its retry a second record with the same
+    sequence number and ``prev`` (a broken chain). The writer must take the bytes back instead.
+    """
+    filler = tiny_fs / "filler.bin"
+    _fill(filler, 2 * PAGE)
+    path = tiny_fs / "w0.jsonl"
+    journal = JournalWriter(path, "w0")
+    count = 0
+    for _ in range(8):  # some room first
+        journal.emit(_event(count, 1000))
+        count += 1
+    hit = False
+    adjust = 0
+    for _attempt in range(40):
+        free = _free_bytes(path)
+        probe = json.dumps(
+            {"v": 1, "seq": count, "worker": "w0", "time": time.time(), "host": journal.host, "prev": journal.prev}
+            | _event(count, 0),
+            separators=(",", ":"),
+        )
+        pad = free + 1 - (len(probe) + 1) + adjust  # payload = line + newline = free + 1 bytes
+        if pad < 0:  # not even an empty record fits: make room and try again
+            filler.unlink()
+            _fill(filler, PAGE)
+            continue
+        try:
+            journal.emit(_event(count, pad))
+        except HistoryError as exc:
+            found = re.search(r"short write \((\d+) of (\d+) bytes\)", str(exc))
+            assert found, str(exc)
+            written, total = int(found.group(1)), int(found.group(2))
+            if written == total - 1:
+                hit = True
+                break
+            adjust += (written + 1) - total  # the time field had another length than the probe's
+            continue
+        count += 1  # it fitted (the probe overestimated): the disk is fuller now, aim again
+    assert hit, "could not produce a short write of all but the newline"
+    assert path.read_bytes().endswith(b"\n"), "the partial record was left in the file"
+    _check_file(path, count)
+
+    filler.unlink()
+    journal.emit(_event(count, 10))
+    journal.close()
+    _check_file(path, count + 1)
+
+
+def test_torn_line_on_a_full_disk_is_ended_once_space_returns(tiny_fs: Path) -> None:
+    """A writer crashed mid-record and the disk is full when its successor starts: the successor opens the
+    journal, fails cleanly to end the torn line, and once there is room ends it and appends after it."""
+    path = tiny_fs / "w0.jsonl"
+    with JournalWriter(path, "w0") as journal:
+        for n in range(5):
+            journal.emit(_event(n, 100))
+    with open(path, "ab") as handle:
+        handle.write(b'{"v":1,"seq":5,"worker":"w0","ti')  # the crash
+    filler = tiny_fs / "filler.bin"
+    _fill(filler, _free_bytes(filler))  # every free page (filler.bin does not exist yet)
+    with open(path, "ab") as handle:  # and the rest of the journal's own last page: the torn line grows a bit
+        handle.write(b"x" * (-path.stat().st_size % PAGE))
+    assert _free_bytes(path) == 0
+    torn = path.read_bytes()
+    successor = JournalWriter(path, "w0")
+    assert successor.seq == 5
+    with pytest.raises(HistoryError, match="earlier records are intact"):
+        successor.emit(_event(5, 10))
+    assert path.read_bytes() == torn
+    filler.unlink()
+    successor.emit(_event(5, 10))
+    successor.close()
+    records, problems = read_journal(path)
+    assert [r["seq"] for r in records] == list(range(6))
+    assert len(problems) == 1 and "not valid JSON" in problems[0].reason
+    assert verify_chain(path) == []
