@@ -59,16 +59,19 @@ _DURATION = re.compile(
 def parse_duration(value: Any, where: str = "duration") -> float:
     """Seconds from ``3600``, ``"90s"``, ``"5m"``, ``"2h"`` or ``"1h30m"``."""
     if isinstance(value, bool):
-        raise ConfigError(f"{where}: expected a duration such as 90, '90s', '5m' or '2h', got {value!r}")
+        raise ConfigError(f"{where}: expected a duration such as 90, '90s', '5m' or '2h', got {_short(value)}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer beyond any float
+            seconds = math.inf
     elif isinstance(value, str) and value.strip() and (m := _DURATION.match(value)) and any(m.groups()):
         h, mi, s = (float(g) if g else 0.0 for g in m.groups())
         seconds = h * 3600 + mi * 60 + s
     else:
-        raise ConfigError(f"{where}: expected a duration such as 90, '90s', '5m' or '2h', got {value!r}")
+        raise ConfigError(f"{where}: expected a duration such as 90, '90s', '5m' or '2h', got {_short(value)}")
     if not math.isfinite(seconds) or seconds < 0:
-        raise ConfigError(f"{where}: duration must be a non-negative number of seconds, got {value!r}")
+        raise ConfigError(f"{where}: duration must be a non-negative number of seconds, got {_short(value)}")
     return seconds
 
 
@@ -81,14 +84,33 @@ def format_duration(seconds: float) -> str:
 
 def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:
     if value not in allowed:
-        raise ConfigError(f"{where}: expected one of {', '.join(allowed)}, got {value!r}")
+        raise ConfigError(f"{where}: expected one of {', '.join(allowed)}, got {_short(value)}")
     return str(value)
 
 
 def _int(value: Any, where: str, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where}: expected an integer >= {minimum}, got {value!r}")
+        raise ConfigError(f"{where}: expected an integer >= {minimum}, got {_short(value)}")
     return value
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr`` of a value for a one-line message, cut short (a hostile value may be huge or deeply nested)."""
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):  # too deep, or an int with too many digits to print
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _path_text(value: Any, where: str) -> str:
+    """A file-system path given as text (not checked for existence here)."""
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise ConfigError(f"{where}: expected a non-empty path, got {_short(value)}")
+    return value
+
+
+_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}")
 
 
 @dataclass(frozen=True)
@@ -107,11 +129,11 @@ class DatasetConfig:
         _choice(self.name, DATASETS, "[dataset] name")
         if self.name in ("cifar10", "imagenet") and not self.path:
             raise ConfigError(f"[dataset] path is required for {self.name} (the folder holding its files)")
-        if self.path is not None and not isinstance(self.path, str):
-            raise ConfigError(f"[dataset] path: expected a string, got {self.path!r}")
+        if self.path is not None:
+            _path_text(self.path, "[dataset] path")
         _int(self.image_size, "[dataset] image_size", 8)
         if len(self.shape) != 3:
-            raise ConfigError(f"[dataset] shape: expected [C, H, W], got {list(self.shape)}")
+            raise ConfigError(f"[dataset] shape: expected [C, H, W], got {_short(list(self.shape))}")
         for i, v in enumerate(self.shape):
             _int(v, f"[dataset] shape[{i}]", 1)
         _int(self.num_classes, "[dataset] num_classes", 2)
@@ -147,6 +169,11 @@ class RunConfig:
         _int(self.max_restarts, "[run] max_restarts", 0)
         if self.heartbeat_s <= 0 or self.stuck_after_s <= 2 * self.heartbeat_s:
             raise ConfigError("[run] heartbeat must be positive and stuck_after more than twice the heartbeat")
+        if self.experiment_dir is not None:
+            _path_text(self.experiment_dir, "[run] experiment_dir")
+        for host in self.hosts:
+            if not isinstance(host, str) or not _HOST.fullmatch(host):
+                raise ConfigError(f"[run] hosts: expected host names such as 'n1' or 'n1:4', got {_short(host)}")
 
 
 @dataclass(frozen=True)
@@ -164,7 +191,7 @@ class TrainConfigSection:
         _choice(self.device, ("auto", "cpu", "cuda"), "[train] device")
         _choice(self.precision, PRECISIONS, "[train] precision")
         if not isinstance(self.compile, bool):
-            raise ConfigError(f"[train] compile: expected true or false, got {self.compile!r}")
+            raise ConfigError(f"[train] compile: expected true or false, got {_short(self.compile)}")
         _int(self.data_workers, "[train] data_workers", 0)
         _choice(self.backend, ("ddp", "horovod"), "[train] backend")
 
@@ -181,8 +208,7 @@ class SearchConfig:
         _int(self.max_params, "[search] max_params", 0)
         _int(self.max_forward_flops, "[search] max_forward_flops", 0)
         for p in self.seed_archs:
-            if not isinstance(p, str) or not p:
-                raise ConfigError(f"[search] seed_archs: expected file paths, got {p!r}")
+            _path_text(p, "[search] seed_archs")
 
 
 @dataclass(frozen=True)
@@ -233,18 +259,20 @@ def _section(section: str, cls: type, values: Mapping[str, Any], where: str) -> 
         name = aliases.get(key, key)
         if name not in names:
             valid = sorted(set(aliases) | (names - set(aliases.values())))
-            raise ConfigError(f"{where}: unknown key {key!r} in [{section}] (valid: {', '.join(valid)})")
+            raise ConfigError(f"{where}: unknown key {_short(key)} in [{section}] (valid: {', '.join(valid)})")
         if name in _DURATIONS:
             value = parse_duration(value, f"{where}: [{section}] {key}")
         elif name in _TUPLES:
             if not isinstance(value, list | tuple):
-                raise ConfigError(f"{where}: [{section}] {key}: expected a list, got {value!r}")
+                raise ConfigError(f"{where}: [{section}] {key}: expected a list, got {_short(value)}")
             value = tuple(value)
         elif name == "channels_last":
             if value == "auto":
                 value = None
             elif value is not None and not isinstance(value, bool):
-                raise ConfigError(f"{where}: [train] channels_last: expected 'auto', true or false, got {value!r}")
+                raise ConfigError(
+                    f"{where}: [train] channels_last: expected 'auto', true or false, got {_short(value)}"
+                )
         kwargs[name] = value
     try:
         return cls(**kwargs)
@@ -255,14 +283,14 @@ def _section(section: str, cls: type, values: Mapping[str, Any], where: str) -> 
 
 
 def _build(data: Mapping[str, Any], where: str) -> Config:
-    unknown = sorted(set(data) - set(_SECTIONS))
+    unknown = sorted(str(k) for k in set(data) - set(_SECTIONS))
     if unknown:
-        raise ConfigError(f"{where}: unknown section(s) {unknown} (valid: {', '.join(_SECTIONS)})")
+        raise ConfigError(f"{where}: unknown section(s) {_short(unknown)} (valid: {', '.join(_SECTIONS)})")
     parts = {}
     for section, cls in _SECTIONS.items():
         values = data.get(section, {})
         if not isinstance(values, Mapping):
-            raise ConfigError(f"{where}: [{section}] must be a table of keys, got {values!r}")
+            raise ConfigError(f"{where}: [{section}] must be a table of keys, got {_short(values)}")
         parts[section] = _section(section, cls, values, where)
     return Config(**parts)
 
@@ -276,27 +304,33 @@ def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | N
     data: dict[str, dict[str, Any]] = {}
     where = "defaults"
     if path is not None:
-        where = str(path)
+        where = repr(str(path))[1:-1]  # one line even for a name with a newline in it
         try:
             text = Path(path).read_text()
         except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+            raise ConfigError(f"cannot read config file {where}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
-            raise ConfigError(f"{path}: not a text file (expected TOML)") from None
+            raise ConfigError(f"{where}: not a text file (expected TOML)") from None
+        except ValueError:  # a NUL byte in the name
+            raise ConfigError(f"cannot read config file {where}: not a valid path") from None
         try:
             parsed = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+            raise ConfigError(f"{where}: not valid TOML: {str(exc).splitlines()[0]}") from None
+        except RecursionError:
+            raise ConfigError(f"{where}: not valid TOML: arrays or tables nested too deeply") from None
         for section, values in parsed.items():
             if not isinstance(values, dict):
-                raise ConfigError(f"{path}: top-level key {section!r} must be a [section] table")
+                raise ConfigError(f"{where}: top-level key {_short(section)} must be a [section] table")
             data[section] = dict(values)
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
+        if not isinstance(dotted, str):
+            raise ConfigError(f"override {_short(dotted)} must be a string like 'section.key'")
         section, _, key = dotted.partition(".")
         if not key:
-            raise ConfigError(f"override {dotted!r} must look like 'section.key'")
+            raise ConfigError(f"override {_short(dotted)} must look like 'section.key'")
         data.setdefault(section, {})[key] = value
         where = f"{where} + flags" if "flags" not in where else where
     return _build(data, where)
