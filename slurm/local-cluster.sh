@@ -126,9 +126,11 @@ cmd_install() {
         say "install: all packages already installed (${PACKAGES[*]})"
         return 0
     fi
+    local updated=0
     if ! apt-cache show "${missing[@]}" >/dev/null 2>&1; then
         say "install: apt-get update (the package lists lack ${missing[*]})"
         apt-get update -qq || die "apt-get update failed"
+        updated=1
     fi
     # Packages must not start their own system daemons (a MariaDB on port 3306, a munged from an init script): this
     # script starts its own. A policy-rc.d that says 101 is Debian's way to forbid that during the install.
@@ -141,6 +143,13 @@ cmd_install() {
     local rc=0
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
         >"/tmp/aiperf-slurm-install.log" 2>&1 || rc=$?
+    if ((rc != 0 && !updated)); then
+        # Old package lists name versions the mirror no longer has: refresh them once and try again.
+        say "install: apt-get install failed; apt-get update and one more try"
+        rc=0
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            "${missing[@]}" >"/tmp/aiperf-slurm-install.log" 2>&1 || rc=$?
+    fi
     ((policy_made)) && rm -f /usr/sbin/policy-rc.d
     ((rc == 0)) || {
         tail -n 20 /tmp/aiperf-slurm-install.log
