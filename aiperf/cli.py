@@ -110,6 +110,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    """Check an experiment's hash chains and journal digests, and recompute its result: 0 verified, 1 not."""
+    from aiperf.verify import format_verify, verify_experiment
+
+    report = verify_experiment(Path(args.experiment))
+    print(format_verify(report))
+    return 0 if report.ok else 1
+
+
 def _cmd_probe(args: argparse.Namespace) -> int:
     """Measure this node's dense GEMM peak."""
     from aiperf.probe import probe_node
@@ -154,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show how an experiment is going")
     status.add_argument("experiment", help="experiment directory")
     status.set_defaults(handler=_cmd_status)
+
+    verify = sub.add_parser(
+        "verify", help="check an experiment's journals (hash chains, digests) and recompute its result.json"
+    )
+    verify.add_argument("experiment", help="experiment directory")
+    verify.set_defaults(handler=_cmd_verify)
 
     probe = sub.add_parser("probe", help="measure this node's dense GEMM peak")
     probe.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "tf32", "fp32"])
