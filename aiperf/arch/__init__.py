@@ -87,7 +87,12 @@ __all__ = [
 
 
 def build_module(graph: Graph, limits: ArchLimits | None = None) -> GraphModule:
-    """Build a freshly initialised ``torch.nn.Module`` for ``graph`` (checks ``limits`` first)."""
+    """Build a freshly initialised ``torch.nn.Module`` for ``graph`` (checks ``limits`` first).
+
+    The ceiling check runs before torch is even imported, so an oversized graph is refused without allocating.
+    """
+    if limits is not None:
+        graph.check_limits(limits)
     from aiperf.arch._torch import build_module as _build
 
-    return _build(graph, limits)
+    return _build(graph, None)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -428,9 +428,28 @@ def _topological_order(table: Mapping[int, Node]) -> list[int]:
             if pending[dst] == 0:
                 heapq.heappush(ready, position[dst])
     if len(order) != len(table):
-        stuck = sorted(nid for nid, count in pending.items() if count > 0)
-        raise ArchError(f"graph has a cycle through node(s) {stuck[:10]}")
+        stuck = {nid for nid, count in pending.items() if count > 0}
+        cycle = _find_cycle(stuck, lambda nid: table[nid].inputs)
+        raise ArchError(f"graph has a cycle: {' -> '.join(_describe(table[n]) for n in cycle)}")
     return order
+
+
+def _find_cycle(stuck: set[int], inputs: Callable[[int], Iterable[int]]) -> list[int]:
+    """One cycle among the nodes Kahn's algorithm could not order, in data-flow order.
+
+    Each stuck node waits for at least one stuck input, so walking from any of them to a stuck input must come
+    back to a node already visited; the part of the walk from that node on is a cycle.
+    """
+    walk: list[int] = []
+    seen: dict[int, int] = {}
+    nid = min(stuck)
+    while nid not in seen:
+        seen[nid] = len(walk)
+        walk.append(nid)
+        nid = min(i for i in inputs(nid) if i in stuck)
+    cycle = walk[seen[nid] :]
+    cycle.reverse()
+    return [*cycle, cycle[0]]
 
 
 class GraphEditor:

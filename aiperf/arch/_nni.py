@@ -25,7 +25,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiperf.arch._graph import DEFAULT_LIMITS, ArchLimits, Graph, Node
+from aiperf.arch._graph import DEFAULT_LIMITS, ArchLimits, Graph, Node, _find_cycle
 from aiperf.arch._ops import (
     Add,
     BatchNorm,
@@ -188,13 +188,22 @@ def from_nni_json(data: Any, limits: ArchLimits | None = DEFAULT_LIMITS) -> Grap
             del pending[out_id]
             progressed = True
     if pending:
-        stuck = sorted(pending)[:10]
-        raise ArchError(f"NNI graph has a cycle or an unreachable layer at tensor(s) {stuck}")
+        # Every tensor has one producer and only the input has none, so what is left waits on itself: a cycle.
+        cycle = _find_cycle(set(pending), lambda t: [resolve(n) for n in pending[t][2]])
+        path = " -> ".join(f"layer {pending[t][0]} ({pending[t][1]})" for t in cycle)
+        raise ArchError(f"NNI graph has a cycle: {path}")
 
     consumed = {n for node in nodes for n in node.inputs}
     sinks = [node.id for node in nodes if node.id not in consumed]
     if len(sinks) != 1:
-        raise ArchError(f"NNI graph must end in exactly one output tensor, found {sorted(sinks)[:10]}")
+        ends = ", ".join(
+            f"tensor {t} of layer {producers[t][0]} ({producers[t][1]})" if t in producers else f"tensor {t}"
+            for t in sorted(sinks)[:10]
+        )
+        raise ArchError(
+            f"NNI graph must end in exactly one output tensor, found {len(sinks)}: {ends} "
+            "(a layer whose output nothing reads does not lead to the output)"
+        )
     history = [{"op": "import", "format": "nni"}]
     return Graph(nodes, sinks[0], history, limits)
 
