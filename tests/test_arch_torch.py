@@ -204,6 +204,7 @@ def test_bf16_autocast_runs_forward_and_backward() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:torch.*")  # torch.compile's own internals
 def test_torch_compile_smoke() -> None:
     """~30 s here with a cold inductor cache (5 s warm): one small graph, forward and backward."""
     graph = every_op_graph()
