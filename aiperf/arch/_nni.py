@@ -134,6 +134,8 @@ def from_nni_json(data: Any, limits: ArchLimits | None = DEFAULT_LIMITS) -> Grap
             raise ArchError(f"{where}: unknown layer type {kind!r} (known: {', '.join(_KNOWN)})")
         ins_list = _ints(ins if isinstance(ins, list) else [ins], where, "input nodes")
         (out_id,) = _ints([out], where, "the output node")
+        if kind == "StubSoftmax" and len(ins_list) != 1:
+            raise ArchError(f"{where}: softmax takes exactly one input tensor, got {len(ins_list)}")
         if out_id in producers:
             raise ArchError(f"{where}: tensor {out_id} is already produced by layer {producers[out_id][0]}")
         for node_id in (*ins_list, out_id):
@@ -239,6 +241,8 @@ def _convert(kind: str, params: list[Any], in_shapes: list[Shape], out_shape: Sh
     if kind in ("StubDropout1d", "StubDropout2d"):
         if not params or isinstance(params[0], bool) or not isinstance(params[0], (int, float)):
             raise ArchError(f"{where}: expected a dropout rate, got {params!r}")
+        if not 0 <= params[0] < 1:  # before float(): an integer beyond any float would overflow
+            raise ArchError(f"{where}: dropout rate must be in [0, 1)")
         return Dropout(rate=float(params[0]))
     if kind == "StubPooling2d":
         kernel, stride = _param_ints(params, 2, where, "kernel_size, stride")

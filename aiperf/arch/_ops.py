@@ -298,6 +298,8 @@ OPS: dict[str, type[Op]] = {
 def op_from_json(record: Mapping[str, Any], where: str) -> Op:
     """Build an op from its JSON object (``{"op": kind, **params}``), rejecting unknown kinds and fields."""
     kind = record.get("op")
+    if not isinstance(kind, str):  # a list or object here would not even hash
+        raise ArchError(f"{where}: 'op' must be a layer type name, got {type(kind).__name__}")
     if kind not in OPS:
         raise ArchError(f"{where}: unknown layer type {kind!r} (known: {', '.join(sorted(OPS))})")
     cls = OPS[kind]
