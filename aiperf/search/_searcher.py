@@ -1,0 +1,287 @@
+"""The searcher: what a worker's rank 0 calls to get its next trial (architecture, hyperparameters, budget).
+
+``Searcher.propose(history, trial_id)`` is a pure function of the history, the searcher's seed and the trial id
+(its random numbers come from a generator seeded by ``(seed, trial_id)``); the searcher only caches derived data
+(architecture features, distances, the TPE study) to make the next call cheaper. Workers that propose at the same
+time from the same history use different trial ids, hence different random candidates; each running proposal they
+can see is a pending point for both the GP and TPE.
+
+Order of business for one proposal:
+
+1. budget: the trial's round, epochs and patience from the schedule (by the number of trials in the history);
+2. architecture: while some seed has not been proposed, a seed (with the dataset's default hyperparameters);
+   afterwards a morph of a top trained architecture chosen by :class:`~aiperf.search._bo.MorphOptimizer`;
+3. hyperparameters: the parent's best hyperparameters (the best-rewarded trial of the parent's architecture), kept
+   as they are during the warm-up rounds (AIPerf), afterwards each kept with probability ``inherit_prob`` and the
+   others suggested by TPE;
+4. the trained graph (hyperparameters applied) must fit the size ceilings; a kernel size that would break them is
+   replaced by the largest one that fits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiperf.arch import ArchLimits, Graph, apply_hyperparameters
+from aiperf.errors import ArchError, ConfigError, HistoryError
+from aiperf.search._bo import MorphOptimizer, Parent, SearchConfig
+from aiperf.search._history import History, TrialRecord
+from aiperf.search._space import DatasetSpec
+from aiperf.search._tpe import HyperparameterSearch
+
+__all__ = ["Proposal", "Searcher"]
+
+log = logging.getLogger("aiperf.search")
+
+
+def derive_seed(seed: int, trial_id: str, purpose: str) -> int:
+    """A 32-bit seed from (seed, trial_id, purpose): independent streams that do not depend on call order."""
+    digest = hashlib.sha256(f"{seed}|{trial_id}|{purpose}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The next trial: an architecture (before hyperparameters), its hyperparameters and its budget.
+
+    Attributes:
+        trial_id: the id the caller chose (``<worker>-<n>``).
+        parent: the trial whose architecture was morphed (None for a seed).
+        graph: the architecture before hyperparameters are applied (its hash is the one de-duplicated).
+        hparams: the trial's hyperparameters (a point of the dataset's space).
+        epochs, patience, round: the budget from the schedule.
+        method: ``seed``, ``bo`` (GP-guided), ``prior`` (no result yet: exploration only) or ``random`` (fallback).
+        reason: why a fallback was used (None otherwise).
+        predicted, uncertainty, acquisition: the GP's view of the chosen architecture (None when not available).
+    """
+
+    trial_id: str
+    parent: str | None
+    graph: Graph
+    hparams: Mapping[str, Any]
+    epochs: int
+    patience: int
+    round: int
+    method: str = "bo"
+    reason: str | None = None
+    predicted: float | None = None
+    uncertainty: float | None = None
+    acquisition: float | None = None
+    details: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def arch_hash(self) -> str:
+        return self.graph.content_hash()
+
+    def trained_graph(self, limits: ArchLimits | None = None) -> Graph:
+        """The graph that is actually trained: dropout and the late convs' kernel size applied.
+
+        ``limits`` defaults to the architecture IR's default ceilings.
+        """
+        dropout, kernel = self.hparams.get("dropout"), self.hparams.get("kernel_size")
+        if limits is None:
+            return apply_hyperparameters(self.graph, dropout=dropout, kernel_size=kernel)
+        return apply_hyperparameters(self.graph, dropout=dropout, kernel_size=kernel, limits=limits)
+
+    def to_event(self) -> dict[str, Any]:
+        """The ``proposal`` event payload of :mod:`aiperf.events` (the journal writer adds the envelope)."""
+        return {
+            "type": "proposal",
+            "trial": self.trial_id,
+            "parent": self.parent,
+            "arch": self.graph.canonical().to_json(),
+            "arch_hash": self.graph.content_hash(),
+            "hparams": dict(self.hparams),
+            "epochs": self.epochs,
+            "patience": self.patience,
+            "round": self.round,
+        }
+
+
+class Searcher:
+    """Proposes trials from a :class:`History` (network-morphism BO for architectures, TPE for hyperparameters).
+
+    Args:
+        spec: the dataset specification (space, schedule, seeds, limits).
+        input_shape, num_classes: the data's (default: the spec's rules).
+        seed: the experiment's search seed.
+        limits: size ceilings for proposed architectures (default: the spec's).
+        seeds: seed architectures (from the seed generators or imported AIPerf/NNI JSON); default: the spec's.
+        workers: workers proposing concurrently (a round lasts ``trials_per_round * workers`` trials).
+        config: search tuning (:class:`SearchConfig`).
+
+    Raises:
+        ConfigError: a seed does not match the data's input shape or class count, or breaks the limits.
+    """
+
+    def __init__(
+        self,
+        spec: DatasetSpec,
+        input_shape: Sequence[int] | None = None,
+        num_classes: int | None = None,
+        seed: int = 0,
+        limits: ArchLimits | None = None,
+        seeds: Sequence[Graph] | None = None,
+        *,
+        workers: int = 1,
+        config: SearchConfig | None = None,
+    ) -> None:
+        if workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {workers}")
+        self.spec = spec
+        self.input_shape = tuple(input_shape) if input_shape is not None else spec.rules.input_shape
+        self.num_classes = num_classes if num_classes is not None else spec.rules.num_classes
+        self.seed = seed
+        self.limits = limits if limits is not None else spec.limits
+        self.workers = workers
+        self.config = config or SearchConfig()
+        graphs = list(seeds) if seeds is not None else spec.seed_graphs(self.input_shape, self.num_classes, self.limits)
+        if not graphs:
+            raise ConfigError("the search needs at least one seed architecture")
+        for i, g in enumerate(graphs):
+            if tuple(g.input_shape) != tuple(self.input_shape) or g.num_classes != self.num_classes:
+                raise ConfigError(
+                    f"seed {i} takes input {list(g.input_shape)} with {g.num_classes} classes, but the data is "
+                    f"{list(self.input_shape)} with {self.num_classes} classes"
+                )
+            try:
+                g.check_limits(self.limits)
+            except ArchError as exc:
+                raise ConfigError(f"seed {i} breaks the size ceilings: {exc}") from None
+        self.seeds = graphs
+        self._seed_hashes = [g.content_hash() for g in graphs]
+        self._tpe = HyperparameterSearch(spec.space, self.config.tpe_startup_trials)
+        self._bo = MorphOptimizer(self.config, self.limits)
+
+    # -- the public call -----------------------------------------------------------------------------------------
+    def propose(self, history: History, trial_id: str) -> Proposal:
+        """The next trial for ``trial_id`` given everything in ``history`` (see the module docstring).
+
+        Raises:
+            HistoryError: ``trial_id`` is already in the history.
+            ArchError: no new architecture fits the size ceilings.
+        """
+        if not isinstance(trial_id, str) or not trial_id:
+            raise HistoryError(f"trial id must be a non-empty string, got {trial_id!r}")
+        if trial_id in history:
+            raise HistoryError(f"trial id {trial_id!r} is already in the history; every proposal needs a new id")
+        rng = random.Random(derive_seed(self.seed, trial_id, "arch"))
+        budget = self.spec.schedule.budget(len(history), self.workers)
+        untaken = [g for g, h in zip(self.seeds, self._seed_hashes, strict=True) if not history.has_hash(h)]
+        fits = self._fits_somehow
+        if untaken:
+            graph = rng.choice(untaken)
+            return Proposal(
+                trial_id,
+                None,
+                graph,
+                self._fit_kernel(graph, dict(self.spec.defaults)),
+                budget.epochs,
+                budget.patience,
+                budget.round,
+                method="seed",
+            )
+        parents = self._parents(history)
+        choice = self._bo.choose(history, parents, rng, fits)
+        start = self._start_hparams(history, choice.parent.trial_id)
+        warm_up = budget.round < self.config.inherit_rounds
+        hparams = start if warm_up else self._tpe_hparams(history, trial_id, start)
+        hparams = self._fit_kernel(choice.graph, hparams)
+        return Proposal(
+            trial_id,
+            choice.parent.trial_id,
+            choice.graph,
+            hparams,
+            budget.epochs,
+            budget.patience,
+            budget.round,
+            method=choice.method,
+            reason=choice.reason,
+            predicted=choice.predicted,
+            uncertainty=choice.uncertainty,
+            acquisition=choice.acquisition,
+            details={"evaluated": choice.evaluated, **choice.gp},
+        )
+
+    # -- parts ---------------------------------------------------------------------------------------------------
+    def _parents(self, history: History) -> list[Parent]:
+        """The best trained architectures (by reward, earliest first on ties); the seeds while none has a result."""
+        done = sorted(history.with_result(), key=lambda r: (-(r.reward or 0.0), r.order))
+        parents: list[Parent] = []
+        seen: set[str] = set()
+        for rec in done:
+            if rec.arch_hash in seen:
+                continue
+            try:
+                graph = rec.graph()
+            except ArchError as exc:
+                log.warning("search: skipping parent %s (%s)", rec.trial_id, exc)
+                seen.add(rec.arch_hash)
+                continue
+            if tuple(graph.input_shape) != tuple(self.input_shape) or graph.num_classes != self.num_classes:
+                seen.add(rec.arch_hash)
+                continue
+            seen.add(rec.arch_hash)
+            parents.append(Parent(rec.trial_id, graph, rec.reward))
+            if len(parents) >= self.config.n_parents:
+                break
+        if parents:
+            return parents
+        for graph, h in zip(self.seeds, self._seed_hashes, strict=True):
+            recs = history.with_hash(h)
+            parents.append(Parent(recs[0].trial_id if recs else None, graph, None))
+        return parents
+
+    def _start_hparams(self, history: History, parent: str | None) -> dict[str, Any]:
+        """The parent's best hyperparameters (AIPerf: a child starts from what worked for its parent)."""
+        space = self.spec.space
+        rec: TrialRecord | None = history.get(parent) if parent is not None else None
+        if rec is None:
+            return dict(self.spec.defaults)
+        same = [r for r in history.with_hash(rec.arch_hash) if r.has_result() and space.contains(r.hparams)]
+        if same:
+            best = max(same, key=lambda r: (r.reward or 0.0, -r.order))
+            return {k: best.hparams[k] for k in space.names}
+        if space.contains(rec.hparams):
+            return {k: rec.hparams[k] for k in space.names}
+        return dict(self.spec.defaults)
+
+    def _tpe_hparams(self, history: History, trial_id: str, start: Mapping[str, Any]) -> dict[str, Any]:
+        rng = random.Random(derive_seed(self.seed, trial_id, "inherit"))
+        names = list(self.spec.space.names)
+        fixed = {n: start[n] for n in names if rng.random() < self.config.inherit_prob}
+        if len(fixed) == len(names):
+            del fixed[rng.choice(names)]
+        self._tpe.sync(history)
+        return self._tpe.suggest(derive_seed(self.seed, trial_id, "tpe"), fixed)
+
+    def _kernel_choices(self) -> list[int]:
+        values = self.spec.space["kernel_size"].values()
+        return sorted(int(v) for v in values) if values else []
+
+    def _fits(self, graph: Graph, kernel: int | None) -> bool:
+        try:
+            apply_hyperparameters(graph, kernel_size=kernel, limits=self.limits)
+        except ArchError:
+            return False
+        return True
+
+    def _fits_somehow(self, graph: Graph) -> bool:
+        """Whether some kernel size of the space keeps the trained graph within the ceilings."""
+        choices = self._kernel_choices()
+        return self._fits(graph, choices[0] if choices else None)
+
+    def _fit_kernel(self, graph: Graph, hparams: dict[str, Any]) -> dict[str, Any]:
+        kernel = hparams.get("kernel_size")
+        if kernel is None or self._fits(graph, kernel):
+            return hparams
+        for k in reversed(self._kernel_choices()):
+            if k < kernel and self._fits(graph, k):
+                log.info("search: kernel size %d breaks the size ceilings; using %d", kernel, k)
+                return {**hparams, "kernel_size": k}
+        return {**hparams, "kernel_size": self._kernel_choices()[0]}

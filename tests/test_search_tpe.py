@@ -1,0 +1,129 @@
+"""TPE over the search space, replaying the history into an Optuna study."""
+
+from __future__ import annotations
+
+import random
+
+from aiperf.search import History, load_dataset_spec, parse_dataset_spec
+from aiperf.search._tpe import HyperparameterSearch
+from aiperf.search.simulate import synthetic_events
+
+
+def _history_with_hparams(n: int, seed: int, running: int = 0) -> History:
+    spec = load_dataset_spec("digits")
+    rng = random.Random(seed)
+    h = History()
+    for event in synthetic_events(spec, finished=n, running=running, seed=seed):
+        if event["type"] == "proposal":
+            event["hparams"] = {
+                "learning_rate": 10 ** rng.uniform(-2, -0.53),
+                "batch_size": rng.choice([32, 64, 128]),
+                "dropout": rng.uniform(0, 0.3),
+                "kernel_size": rng.choice([3, 5]),
+                "weight_decay": 10 ** rng.uniform(-5, -3),
+            }
+        if event["type"] == "trial_end" and event["status"] == "finished":
+            # reward prefers a learning rate near 0.1 and small dropout
+            hp = h[event["trial"]].hparams
+            event["reward"] = 0.9 - abs(hp["learning_rate"] - 0.1) - 0.3 * hp["dropout"]
+        h.apply(event)
+    return h
+
+
+def test_suggestions_stay_inside_the_space() -> None:
+    for name in ("digits", "cifar10", "imagenet", "synthetic"):
+        spec = load_dataset_spec(name)
+        tpe = HyperparameterSearch(spec.space)
+        tpe.sync(_history_with_hparams(30, 1))
+        for s in range(40):
+            hp = tpe.suggest(seed=s)
+            assert spec.space.contains(hp), (name, hp, spec.space.problems(hp))
+            assert set(hp) == set(spec.space.names)
+
+
+def test_int_ranges_and_steps_are_respected() -> None:
+    data = {
+        "dataset": "custom",
+        "version": 1,
+        "space": {
+            "learning_rate": {"type": "float", "low": 0.001, "high": 0.01, "step": 0.001},
+            "batch_size": {"type": "int", "low": 16, "high": 256, "log": True},
+            "dropout": {"type": "float", "low": 0.0, "high": 0.0},
+            "kernel_size": {"type": "int", "low": 1, "high": 7, "step": 2},
+        },
+        "defaults": {"learning_rate": 0.005, "batch_size": 64, "dropout": 0.0, "kernel_size": 3},
+        "schedule": {"round_epochs": [1], "trials_per_round": 1, "patience": [1]},
+        "seeds": [{"name": "resnet-tiny"}],
+        "limits": {},
+        "rules": {
+            "official": False,
+            "top1_threshold": 0.5,
+            "min_duration_s": 1,
+            "train_images": 10,
+            "eval_images": 10,
+            "input_shape": [1, 8, 8],
+            "num_classes": 10,
+        },
+    }
+    spec = parse_dataset_spec(data)
+    tpe = HyperparameterSearch(spec.space, n_startup_trials=2)
+    tpe.sync(History())
+    for s in range(30):
+        hp = tpe.suggest(seed=s)
+        assert spec.space.contains(hp), hp
+        assert hp["kernel_size"] in (1, 3, 5, 7) and hp["dropout"] == 0.0
+
+
+def test_same_history_and_seed_give_the_same_suggestion_incremental_or_not() -> None:
+    spec = load_dataset_spec("digits")
+    history = _history_with_hparams(25, 2, running=3)
+    events_later = _history_with_hparams(40, 2, running=3)
+    incremental = HyperparameterSearch(spec.space)
+    incremental.sync(history)
+    first = incremental.suggest(seed=7)
+    assert incremental.suggest(seed=7) == first  # asking does not change the study
+    fresh = HyperparameterSearch(spec.space)
+    fresh.sync(history)
+    assert fresh.suggest(seed=7) == first
+    assert incremental.suggest(seed=8) != first
+    incremental.sync(events_later)  # another history object: rebuilt, not mixed
+    fresh = HyperparameterSearch(spec.space)
+    fresh.sync(events_later)
+    assert incremental.suggest(seed=3) == fresh.suggest(seed=3)
+
+
+def test_running_trials_are_in_the_study_and_finish_in_place() -> None:
+    spec = load_dataset_spec("digits")
+    h = _history_with_hparams(12, 3, running=2)
+    tpe = HyperparameterSearch(spec.space)
+    tpe.sync(h)
+    assert tpe.n_trials == 14
+    assert tpe.trial_states() == {"COMPLETE": 12, "RUNNING": 2}
+    running = [r.trial_id for r in h.running()]
+    h.apply({"type": "trial_end", "trial": running[0], "status": "finished", "reward": 0.9})
+    h.apply({"type": "trial_end", "trial": running[1], "status": "failed", "reward": None})
+    tpe.sync(h)
+    assert tpe.n_trials == 14
+    assert tpe.trial_states() == {"COMPLETE": 13, "FAIL": 1}
+
+
+def test_tpe_learns_from_the_history() -> None:
+    spec = load_dataset_spec("digits")
+    tpe = HyperparameterSearch(spec.space)
+    tpe.sync(_history_with_hparams(60, 4))
+    dropouts = [tpe.suggest(seed=s)["dropout"] for s in range(40)]
+    assert sum(dropouts) / len(dropouts) < 0.12  # the reward prefers small dropout (uniform mean: 0.15)
+
+
+def test_fixed_values_are_kept_and_foreign_hparams_are_left_out() -> None:
+    spec = load_dataset_spec("digits")
+    h = _history_with_hparams(15, 5)
+    h.apply(
+        {**next(iter(synthetic_events(spec, finished=1, seed=9))), "trial": "odd-0", "hparams": {"learning_rate": 5.0}}
+    )
+    tpe = HyperparameterSearch(spec.space)
+    tpe.sync(h)
+    assert tpe.excluded == 1 and tpe.n_trials == 15
+    hp = tpe.suggest(seed=1, fixed={"batch_size": 128, "kernel_size": 5, "dropout": 0.9})
+    assert hp["batch_size"] == 128 and hp["kernel_size"] == 5
+    assert hp["dropout"] != 0.9 and spec.space.contains(hp)  # an invalid fixed value is not kept
