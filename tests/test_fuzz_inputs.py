@@ -39,6 +39,7 @@ FUZZ = settings(
     max_examples=250,
     deadline=None,  # the machine is shared and noisy; hangs are caught by _bounded instead
     database=None,  # nothing written into the checkout
+    print_blob=True,  # a failure prints the decorator that replays it
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
 
