@@ -58,7 +58,9 @@ class TrainConfig:
         precision: the arithmetic asked for. ``bf16``/``fp16`` run under ``torch.autocast`` (fp16 with a gradient
             scaler); ``tf32`` allows TF32 matmuls and convolutions on GPUs that have them; ``fp32`` forbids them.
             What actually ran is resolved by probing the device and recorded (it may differ: see the trainer).
-        channels_last: NHWC memory format; None means on for GPUs, off for CPUs.
+        channels_last: NHWC memory format; None means on for GPUs, off for CPUs (on a CPU it is faster for convs,
+            but torch 2.13's CPU backward of a strided 1x1 conv on NHWC input of odd batch size corrupts the heap
+            when more than one thread runs, so it is only used there when asked for).
         compile: wrap the module in ``torch.compile``.
         data_workers: DataLoader worker processes for datasets decoded from files (ImageNet folders); None picks
             ``min(8, cpus // local ranks)``. In-memory datasets never use workers.
@@ -201,6 +203,10 @@ class TrainResult:
         best_top1: best validation top-1 over the finished epochs (None if none finished).
         precision: the precision that actually ran.
         stopped_early: the patience ran out before the epoch budget.
+        world_size: ranks that trained it.
+        wall_seconds: time spent in the trainer, set-up included.
+        state_digest: SHA-256 of the final parameters and buffers (finished trials only), so that data-parallel
+            ranks (and tests) can check they ended with the very same model.
     """
 
     trial: str
@@ -212,6 +218,7 @@ class TrainResult:
     stopped_early: bool
     world_size: int = 1
     wall_seconds: float = 0.0
+    state_digest: str | None = None
 
     @property
     def train_images(self) -> int:

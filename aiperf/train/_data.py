@@ -246,7 +246,7 @@ class _FolderItems(torch.utils.data.Dataset[tuple[np.ndarray, int]]):
         out = rgb.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box)
         if self.train and rng.random() < 0.5:
             out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        return np.asarray(out, dtype=np.uint8).transpose(2, 0, 1), label
+        return np.ascontiguousarray(np.asarray(out, dtype=np.uint8).transpose(2, 0, 1)), label
 
 
 def _random_resized_crop(

@@ -1,0 +1,346 @@
+"""Data-parallel set-up: which rank this process is, the process group, and the few collectives the trainer needs.
+
+Ranks are read from torchrun's variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
+``MASTER_PORT``) or, failing those, from SLURM's (``SLURM_PROCID``, ``SLURM_NTASKS``, ``SLURM_LOCALID``, the first
+host of ``SLURM_STEP_NODELIST`` as the master). :func:`rank_environment` and :func:`first_host` are pure functions of
+the environment, tested on tables. Torch DDP uses gloo on CPUs and NCCL on GPUs; Horovod is imported only when it
+is chosen. A world of one needs no process group at all.
+
+Nothing is pickled between ranks: :func:`broadcast_json` sends JSON bytes in a uint8 tensor (length first), because
+torch's object collectives unpickle what they receive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+import torch
+
+from aiperf.errors import ConfigError, TrainError
+
+__all__ = [
+    "Collectives",
+    "DistContext",
+    "RankEnv",
+    "broadcast_json",
+    "first_host",
+    "init_distributed",
+    "rank_environment",
+    "shutdown_distributed",
+]
+
+_PORT_BASE = 10_000  # SLURM-derived ports stay in 10000..29999, below Linux's ephemeral range (32768+)
+_PORT_SPAN = 20_000
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in the data-parallel world.
+
+    Attributes:
+        rank, world_size: global rank and number of ranks.
+        local_rank, local_world_size: rank on this node and ranks on this node (one GPU each on GPU nodes).
+        backend: ``none`` (a world of one), ``gloo``, ``nccl`` or ``horovod``.
+        device: the torch device this rank trains on (``cpu`` or ``cuda:<local_rank>``).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+    backend: str = "none"
+    device: str = "cpu"
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one that searches and writes events."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+@dataclass(frozen=True)
+class RankEnv:
+    """Rank facts read from the environment; ``source`` is ``torchrun``, ``slurm`` or ``single``."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    local_world_size: int
+    master_addr: str
+    master_port: int
+    source: str
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM hostlist expression: ``"gpu[07-09,12],cpu1"`` -> ``"gpu07"``.
+
+    Bracketed ranges keep their zero padding; several bracket groups in one name each take their first value.
+    """
+    depth = 0
+    end = len(nodelist)
+    for i, char in enumerate(nodelist):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            end = i
+            break
+    item = nodelist[:end].strip()
+    out = []
+    while "[" in item:
+        head, _, rest = item.partition("[")
+        inside, close, tail = rest.partition("]")
+        if not close:
+            raise ConfigError(f"malformed SLURM node list {nodelist!r}: unclosed '['")
+        first = inside.split(",")[0].split("-")[0]
+        out.append(head + first)
+        item = tail
+    host = "".join(out) + item
+    if not host:
+        raise ConfigError(f"malformed SLURM node list {nodelist!r}: no host")
+    return host
+
+
+def _int(environ: Mapping[str, str], name: str) -> int:
+    try:
+        return int(environ[name])
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={environ[name]!r} is not an integer") from None
+
+
+def rank_environment(
+    environ: Mapping[str, str], master_addr: str | None = None, master_port: int | None = None
+) -> RankEnv:
+    """Read the rank layout from torchrun's variables, else SLURM's, else a world of one.
+
+    For SLURM the master is ``master_addr``, else ``MASTER_ADDR``, else the first host of ``SLURM_STEP_NODELIST``
+    (or ``SLURM_JOB_NODELIST``); the port is ``master_port``, else ``MASTER_PORT``, else derived from the job and
+    step ids, so every task of a step agrees on it without talking and a restarted step (new step id) gets a new one.
+    """
+    if "RANK" in environ and "WORLD_SIZE" in environ:
+        world = _int(environ, "WORLD_SIZE")
+        rank = _int(environ, "RANK")
+        local = _int(environ, "LOCAL_RANK") if "LOCAL_RANK" in environ else 0
+        local_world = _int(environ, "LOCAL_WORLD_SIZE") if "LOCAL_WORLD_SIZE" in environ else 1
+        addr = master_addr or environ.get("MASTER_ADDR", "127.0.0.1")
+        port = master_port or (_int(environ, "MASTER_PORT") if "MASTER_PORT" in environ else 29500)
+        source = "torchrun"
+    elif "SLURM_PROCID" in environ and "SLURM_NTASKS" in environ:
+        world = _int(environ, "SLURM_NTASKS")
+        rank = _int(environ, "SLURM_PROCID")
+        local = _int(environ, "SLURM_LOCALID") if "SLURM_LOCALID" in environ else 0
+        if "SLURM_NTASKS_PER_NODE" in environ:
+            local_world = _int(environ, "SLURM_NTASKS_PER_NODE")
+        else:
+            nodes = environ.get("SLURM_STEP_NUM_NODES") or environ.get("SLURM_NNODES") or "1"
+            local_world = -(-world // max(1, int(nodes))) if nodes.isdigit() else 1
+        nodelist = environ.get("SLURM_STEP_NODELIST") or environ.get("SLURM_JOB_NODELIST")
+        addr = master_addr or environ.get("MASTER_ADDR") or (first_host(nodelist) if nodelist else "")
+        if not addr:
+            raise ConfigError("SLURM gives no SLURM_STEP_NODELIST: pass master_addr or set MASTER_ADDR")
+        if master_port:
+            port = master_port
+        elif "MASTER_PORT" in environ:
+            port = _int(environ, "MASTER_PORT")
+        else:
+            job = _int(environ, "SLURM_JOB_ID") if "SLURM_JOB_ID" in environ else 0
+            step = _int(environ, "SLURM_STEP_ID") if "SLURM_STEP_ID" in environ else 0
+            port = _PORT_BASE + (job * 97 + step) % _PORT_SPAN
+        source = "slurm"
+    else:
+        return RankEnv(0, 1, 0, 1, master_addr or "127.0.0.1", master_port or 0, "single")
+    if world < 1 or not 0 <= rank < world or local < 0:
+        raise ConfigError(f"inconsistent {source} ranks: rank {rank}, world size {world}, local rank {local}")
+    if not 0 < port < 65536:
+        raise ConfigError(f"master port {port} is not a TCP port")
+    return RankEnv(rank, world, local, max(1, local_world), addr, port, source)
+
+
+def _pick_device(device: str, local_rank: int) -> torch.device:
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise TrainError("device 'cuda' was asked for but torch sees no CUDA device (use device 'cpu' or 'auto')")
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        raise TrainError(f"local rank {local_rank} has no GPU: this node has {count}; start one rank per GPU")
+    return torch.device("cuda", local_rank)
+
+
+def init_distributed(
+    backend: str = "ddp",
+    device: str = "auto",
+    master_addr: str | None = None,
+    master_port: int | None = None,
+    timeout_s: float = 1800.0,
+    environ: Mapping[str, str] | None = None,
+) -> DistContext:
+    """Join the data-parallel world this process was started in (torchrun, srun, horovodrun, or none).
+
+    Args:
+        backend: ``ddp`` (torch.distributed: gloo on CPU, NCCL on GPU) or ``horovod`` (imported only here).
+        device: ``auto``, ``cpu`` or ``cuda``; a GPU rank uses ``cuda:<local_rank>`` and makes it current.
+        master_addr, master_port: override the rendezvous address (otherwise from the environment).
+        timeout_s: how long collectives wait for a missing rank before failing.
+        environ: the environment to read (default ``os.environ``).
+    """
+    if backend == "horovod":
+        try:
+            import horovod.torch as hvd
+        except ImportError as exc:
+            raise TrainError(f"backend 'horovod' needs horovod: run scripts/build_horovod.sh ({exc})") from None
+        hvd.init()
+        dev = _pick_device(device, hvd.local_rank())
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        return DistContext(hvd.rank(), hvd.size(), hvd.local_rank(), hvd.local_size(), "horovod", str(dev))
+    if backend != "ddp":
+        raise ConfigError(f"backend must be 'ddp' or 'horovod', got {backend!r}")
+    env = rank_environment(os.environ if environ is None else environ, master_addr, master_port)
+    dev = _pick_device(device, env.local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if env.world_size == 1:
+        return DistContext(0, 1, 0, 1, "none", str(dev))
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        raise TrainError("this torch build has no torch.distributed: data-parallel training is impossible")
+    name = "nccl" if dev.type == "cuda" else "gloo"
+    host = f"[{env.master_addr}]" if ":" in env.master_addr else env.master_addr
+    # Under torchrun the agent may already serve the rendezvous store on MASTER_PORT: join it through env://.
+    use_env = env.source == "torchrun" and environ is None and master_addr is None and master_port is None
+    try:
+        dist.init_process_group(
+            name,
+            init_method="env://" if use_env else f"tcp://{host}:{env.master_port}",
+            rank=env.rank,
+            world_size=env.world_size,
+            timeout=timedelta(seconds=timeout_s),
+            device_id=dev if dev.type == "cuda" else None,
+        )
+    except (RuntimeError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainError(
+            f"rank {env.rank} could not join the {name} group at {host}:{env.master_port} ({env.source}): {first}"
+        ) from None
+    return DistContext(env.rank, env.world_size, env.local_rank, env.local_world_size, name, str(dev))
+
+
+def shutdown_distributed(ctx: DistContext) -> None:
+    """Leave the world joined by :func:`init_distributed` (a no-op for a world of one)."""
+    if ctx.backend == "horovod":
+        import horovod.torch as hvd
+
+        hvd.shutdown()
+    elif ctx.backend in ("gloo", "nccl"):
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class _Pending(Protocol):
+    def wait(self) -> Any: ...
+
+
+class _Done:
+    def wait(self) -> None:
+        return None
+
+
+class _HorovodPending:
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    def wait(self) -> None:
+        import horovod.torch as hvd
+
+        hvd.synchronize(self.handle)
+
+
+class Collectives:
+    """The collectives the trainer uses, the same for torch.distributed and Horovod (no-ops in a world of one).
+
+    Tensors live on the rank's device (CUDA tensors for NCCL, CPU tensors for gloo).
+    """
+
+    def __init__(self, ctx: DistContext) -> None:
+        self.ctx = ctx
+        self._hvd: Any = None
+        if ctx.backend == "horovod" and ctx.distributed:
+            import horovod.torch as hvd
+
+            self._hvd = hvd
+
+    def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
+        """All-reduce ``tensor`` in place to its sum over ranks."""
+        if not self.ctx.distributed:
+            return tensor
+        if self._hvd is not None:
+            self._hvd.allreduce_(tensor, op=self._hvd.Sum)
+        else:
+            import torch.distributed as dist
+
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def sum_async_(self, tensor: torch.Tensor) -> _Pending:
+        """Start an in-place sum over ranks; ``wait()`` on the result before reading ``tensor``."""
+        if not self.ctx.distributed:
+            return _Done()
+        if self._hvd is not None:
+            return _HorovodPending(self._hvd.allreduce_async_(tensor, op=self._hvd.Sum))
+        import torch.distributed as dist
+
+        work = dist.all_reduce(tensor, op=dist.ReduceOp.SUM, async_op=True)
+        assert work is not None
+        return work
+
+    def broadcast_(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Overwrite ``tensor`` on every rank with rank 0's."""
+        if not self.ctx.distributed:
+            return tensor
+        if self._hvd is not None:
+            self._hvd.broadcast_(tensor, root_rank=0)
+        else:
+            import torch.distributed as dist
+
+            dist.broadcast(tensor, src=0)
+        return tensor
+
+
+def broadcast_json(obj: Any, ctx: DistContext) -> Any:
+    """Send a JSON-able object from rank 0 to every rank and return it (as decoded JSON, on rank 0 too).
+
+    Other ranks' ``obj`` is ignored. The object travels as UTF-8 JSON in a uint8 tensor, its length first, so no
+    rank ever unpickles bytes it received.
+    """
+    payload = b""
+    if ctx.is_main:
+        try:
+            text = json.dumps(obj, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TrainError(f"broadcast_json: object is not JSON-able: {exc}") from None
+        payload = text.encode()
+    if not ctx.distributed:
+        return json.loads(payload)
+    device = torch.device(ctx.device) if ctx.backend == "nccl" else torch.device("cpu")
+    coll = Collectives(ctx)
+    length = torch.tensor([len(payload) if ctx.is_main else 0], dtype=torch.int64, device=device)
+    coll.broadcast_(length)
+    size = int(length.item())
+    if ctx.is_main:
+        buffer = torch.frombuffer(bytearray(payload), dtype=torch.uint8).to(device)
+    else:
+        buffer = torch.empty(size, dtype=torch.uint8, device=device)
+    coll.broadcast_(buffer)
+    return json.loads(bytes(buffer.cpu().numpy()).decode())
