@@ -72,8 +72,6 @@ WORKER = textwrap.dedent(
         report["trials"].append({{"trial": trial, "status": result.status, "reason": result.reason,
                                  "best_top1": result.best_top1, "digest": result.state_digest,
                                  "epochs": len(result.epochs), "polls": len(calls), "events": sink.events}})
-        if backend == "horovod" and trial == "stop":
-            break
     (out / f"rank{{ctx.rank}}.json").write_text(json.dumps(report))
     shutdown_distributed(ctx)
     """

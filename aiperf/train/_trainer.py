@@ -414,7 +414,7 @@ class _Run:
                     loss = criterion(out, y)
                 if self.step == 1:
                     self.observed = self._observe(out)
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad()  # set_to_none is the default (and Horovod takes no argument)
                 if scaler is None:
                     loss.backward()
                     optimizer.step()
