@@ -191,7 +191,11 @@ class Master:
         for sig in previous:
             signal.signal(sig, handler)
         try:
-            active = self.resume() if resume else (self.start_new() or True)
+            if resume:
+                active = self.resume()
+            else:
+                self.start_new()
+                active = True
             if active:
                 self._supervise()
             return self._finish()
@@ -290,10 +294,10 @@ class Master:
                     f"{slot.worker_id} on {slot.node} is stuck (no progress for {run.stuck_after_s:.0f} s): killing it"
                 )
                 slot.handle.kill()
-                code = slot.handle.poll()
-                if code is None:
-                    code = -9
+                polled = slot.handle.poll()
+                code = -9 if polled is None else polled
             else:
+                assert code is not None  # not stuck, so it exited
                 self.say(f"{slot.worker_id} on {slot.node} exited with status {code} ({slot.handle.describe()})")
             slot.exits.append(code)
             if code != 0 or stuck:

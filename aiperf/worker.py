@@ -29,7 +29,7 @@ from aiperf.events import NullSink
 from aiperf.history import JournalSet, JournalWriter, read_journal
 from aiperf.paths import ExperimentPaths, check_id
 
-__all__ = ["ExperimentClock", "StopCondition", "read_experiment_start", "run_worker"]
+__all__ = ["ExperimentClock", "StopCondition", "dataset_options", "read_experiment_start", "run_worker"]
 
 
 def read_experiment_start(paths: ExperimentPaths) -> dict[str, Any]:
@@ -164,15 +164,7 @@ def run_worker(experiment: Path, worker_id: str) -> int:
     main = dist.is_main
 
     ds_cfg = config.dataset
-    dataset = load_dataset(
-        ds_cfg.name,
-        path=ds_cfg.path,
-        image_size=ds_cfg.image_size,
-        shape=ds_cfg.shape,
-        num_classes=ds_cfg.num_classes,
-        train_size=ds_cfg.train_size,
-        eval_size=ds_cfg.eval_size,
-    )
+    dataset = load_dataset(ds_cfg.name, ds_cfg.path, **dataset_options(config))
     train_cfg = TrainConfig(
         device=config.train.device,
         precision=config.train.precision,
@@ -222,6 +214,7 @@ def run_worker(experiment: Path, worker_id: str) -> int:
             seed=config.run.seed,
             limits=limits,
             seeds=seeds,
+            workers=config.run.workers,
         )
         history = History()
         tail = JournalSet(paths.journals)
@@ -244,7 +237,8 @@ def run_worker(experiment: Path, worker_id: str) -> int:
                     proposal = searcher.propose(history, trial_id=f"{worker_id}-{trials_done}")
                     trained = proposal.trained_graph()
                     event = proposal.to_event()
-                    event["v1_flops_per_image"] = list(_v1_flops(flops, trained))
+                    v1 = flops.aiperf_v1_flops(trained)
+                    event["v1_flops_per_image"] = [v1.training, v1.forward]
                     journal.emit(event)
                     message = {
                         "trial": proposal.trial_id,
@@ -313,6 +307,22 @@ def run_worker(experiment: Path, worker_id: str) -> int:
     return status
 
 
+def dataset_options(config: Config) -> dict[str, Any]:
+    """The dataset loader's options that the config sets (each dataset takes its own)."""
+    ds = config.dataset
+    if ds.name == "imagenet":
+        return {"image_size": ds.image_size}
+    if ds.name == "synthetic":
+        return {
+            "shape": ds.shape,
+            "num_classes": ds.num_classes,
+            "train_size": ds.train_size,
+            "eval_size": ds.eval_size,
+            "seed": config.run.seed,
+        }
+    return {}
+
+
 def _load_seed(path: Path) -> Any:
     from aiperf.arch import Graph, load_nni
 
@@ -321,9 +331,3 @@ def _load_seed(path: Path) -> Any:
     except OSError as exc:
         raise AiperfError(f"cannot read seed architecture {path}: {exc.strerror}") from None
     return load_nni(text) if '"layer_list"' in text else Graph.loads(text)
-
-
-def _v1_flops(flops_module: Any, graph: Any) -> tuple[float, float]:
-    """AIPerf v1's per-image (train, eval) FLOPs of ``graph`` (for the v1-comparable figure)."""
-    v1 = flops_module.aiperf_v1_flops(graph)
-    return float(v1.train), float(v1.eval)
