@@ -19,7 +19,6 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -75,13 +74,11 @@ class Master:
         paths: ExperimentPaths,
         launcher: Launcher,
         out: TextIO = sys.stdout,
-        probe: Callable[[Config, Launcher], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.config = config
         self.paths = paths
         self.launcher = launcher
         self.out = out
-        self.probe = probe or _probe_local
         self.interrupted: str | None = None
         self.journal: JournalWriter | None = None
         self.slots: list[_Slot] = []
@@ -108,18 +105,16 @@ class Master:
         self.journal = JournalWriter(self.paths.master_journal, "master")
         self.say(f"experiment {self.paths.root}")
         self.say(f"probing {len(self.launcher.nodes())} node(s): dense GEMM peak in {self.config.train.precision}")
-        probes = self.probe(self.config, self.launcher)
+        probes = self.launcher.probe(self.config.train.precision, self.config.train.device)
         for probe in probes:
             self.journal.emit(probe)
             peak = probe["peak_flops"] / 1e9
             self.say(f"  {probe['node']}: {probe['device_name']} x{probe['devices']}: {peak:,.1f} GFLOP/s")
         self.t0 = time.time()
         self.deadline = self.t0 + self.config.run.duration_s
-        limit = getattr(self.launcher, "deadline_limit", None)
-        if callable(limit):
-            allocation_end = limit()
-            if allocation_end is not None:
-                self.deadline = min(self.deadline, allocation_end - self.config.run.report_margin_s)
+        allocation_end = self.launcher.deadline_limit()
+        if allocation_end is not None:
+            self.deadline = min(self.deadline, allocation_end - self.config.run.report_margin_s)
         self.journal.emit(
             {
                 "type": "experiment_start",
@@ -391,20 +386,11 @@ def _terminate_pid(pid: int, grace: float = 10.0) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _probe_local(config: Config, launcher: Launcher) -> list[dict[str, Any]]:
-    """Probe this machine in-process (the local launcher's only node), with all its cores."""
-    from aiperf.probe import probe_node
-
-    result = probe_node(config.train.precision, config.train.device, node=launcher.nodes()[0], threads=os.cpu_count())
-    return [result.to_event()]
-
-
 def make_launcher(config: Config) -> Launcher:
-    if config.run.launcher == "local":
-        from aiperf.launch._local import LocalLauncher
+    """The launcher the config names (``[run] launcher``)."""
+    from aiperf.launch import create_launcher
 
-        return LocalLauncher()
-    raise LaunchError(f"launcher {config.run.launcher!r} is not available yet (use launcher = 'local')")
+    return create_launcher(config)
 
 
 def run_experiment(

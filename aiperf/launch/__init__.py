@@ -6,6 +6,11 @@ functions from :mod:`aiperf.launch._slurm`; the commands themselves run through 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from aiperf.errors import LaunchError
+from aiperf.launch._base import Launcher, WorkerHandle, WorkerSpec, worker_argv
+from aiperf.launch._local import LocalLauncher, LocalWorker
 from aiperf.launch._slurm import (
     FINISHED_STATES,
     SBATCH_OPTIONS,
@@ -30,7 +35,18 @@ from aiperf.launch._slurm import (
     srun_argv,
 )
 
+if TYPE_CHECKING:
+    from aiperf.config import Config
+
 __all__ = [
+    # launchers
+    "Launcher",
+    "WorkerHandle",
+    "WorkerSpec",
+    "worker_argv",
+    "LocalLauncher",
+    "LocalWorker",
+    "create_launcher",
     # SLURM text: builders
     "SBATCH_OPTIONS",
     "SRUN_OPTIONS",
@@ -56,3 +72,10 @@ __all__ = [
     # the allocation this process runs in
     "Allocation",
 ]
+
+
+def create_launcher(config: Config) -> Launcher:
+    """The launcher ``[run] launcher`` names, set up from the config."""
+    if config.run.launcher == "local":
+        return LocalLauncher()
+    raise LaunchError(f"launcher {config.run.launcher!r} is not available yet (use launcher = 'local')")

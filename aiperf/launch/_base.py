@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["Launcher", "WorkerHandle", "WorkerSpec", "worker_argv"]
 
@@ -70,6 +71,14 @@ class Launcher(abc.ABC):
     @abc.abstractmethod
     def start(self, spec: WorkerSpec) -> WorkerHandle:
         """Start one worker; raises LaunchError if it cannot be started at all."""
+
+    @abc.abstractmethod
+    def probe(self, precision: str, device: str) -> list[dict[str, Any]]:
+        """Measure every node (``aiperf.probe``): one ``probe`` event payload per node, before the window opens."""
+
+    def deadline_limit(self) -> float | None:
+        """The latest unix time the window may end at (a SLURM allocation's end), or None."""
+        return None
 
     def exclude(self, node: str) -> None:  # noqa: B027 - optional hook, most launchers have nothing to do
         """Stop placing workers on ``node`` (it failed repeatedly)."""

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from aiperf.errors import LaunchError
 from aiperf.launch._base import Launcher, WorkerHandle, WorkerSpec, worker_argv
@@ -75,6 +76,12 @@ class LocalLauncher(Launcher):
 
     def nodes(self) -> Sequence[str]:
         return [self._node]
+
+    def probe(self, precision: str, device: str) -> list[dict[str, Any]]:
+        """Probe this machine in-process, with all its cores."""
+        from aiperf.probe import probe_node
+
+        return [probe_node(precision, device, node=self._node, threads=os.cpu_count()).to_event()]
 
     def start(self, spec: WorkerSpec) -> WorkerHandle:
         argv = worker_argv(spec)
