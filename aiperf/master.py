@@ -33,6 +33,7 @@ from aiperf.paths import ExperimentPaths, atomic_write_json, atomic_write_text, 
 __all__ = ["Master", "new_experiment_dir", "run_experiment"]
 
 GRACE_S = 30.0  # how long workers get to finish their journal lines after SIGTERM
+READY_TIMEOUT_S = 600.0  # how long workers may take to initialise before the window opens without them
 NODE_FAILURES_TO_EXCLUDE = 3
 
 
@@ -110,6 +111,8 @@ class Master:
             self.journal.emit(probe)
             peak = probe["peak_flops"] / 1e9
             self.say(f"  {probe['node']}: {probe['device_name']} x{probe['devices']}: {peak:,.1f} GFLOP/s")
+        self._launch_all()
+        self._wait_ready()
         self.t0 = time.time()
         self.deadline = self.t0 + self.config.run.duration_s
         allocation_end = self.launcher.deadline_limit()
@@ -129,6 +132,42 @@ class Master:
                 "workers": self.config.run.workers,
             }
         )
+
+    def _launch_all(self) -> None:
+        nodes = list(self.launcher.nodes())
+        if not nodes:
+            raise LaunchError("the launcher has no nodes to place workers on")
+        self.slots = [
+            _Slot(check_id(f"w{i:03d}", "worker id"), nodes[i % len(nodes)]) for i in range(self.config.run.workers)
+        ]
+        now = time.time()
+        for slot in self.slots:
+            self._start(slot, now)
+
+    def _wait_ready(self) -> None:
+        """Wait until every worker has initialised (its ``worker_start`` record), so start-up is outside the window.
+
+        A worker that exits before the window opens failed deterministically (bad data path, broken config): the
+        experiment stops with the end of that worker's log, rather than restarting it into the same error.
+        """
+        pending = {slot.worker_id: slot for slot in self.slots}
+        tail = JournalSet(self.paths.journals)
+        limit = time.time() + READY_TIMEOUT_S
+        self.say(f"waiting for {len(pending)} worker(s) to initialise")
+        while pending and self.interrupted is None and time.time() < limit:
+            for record in tail.poll():
+                if record.get("type") == "worker_start":
+                    pending.pop(record.get("worker", ""), None)
+            for worker_id, slot in list(pending.items()):
+                code = slot.handle.poll() if slot.handle is not None else None
+                if code is not None:
+                    last = _last_lines(self.paths.log(worker_id))
+                    raise LaunchError(f"{worker_id} exited with status {code} before the window opened: {last}")
+            time.sleep(0.1)
+        if pending:
+            self.say(
+                f"opening the window without {', '.join(sorted(pending))} (not ready after {READY_TIMEOUT_S:.0f} s)"
+            )
 
     def resume(self) -> bool:
         """Reopen an interrupted experiment. Returns False if it had already finished (only the report is redone)."""
@@ -229,19 +268,13 @@ class Master:
     def _supervise(self) -> None:
         from aiperf.monitor import Progress, TensorBoardMonitor
 
-        nodes = list(self.launcher.nodes())
-        if not nodes:
-            raise LaunchError("the launcher has no nodes to place workers on")
-        self.slots = [_Slot(f"w{i:03d}", nodes[i % len(nodes)]) for i in range(self.config.run.workers)]
-        for slot in self.slots:
-            check_id(slot.worker_id, "worker id")
         tail = JournalSet(self.paths.journals)
         self._monitor = TensorBoardMonitor(self.paths)
         self._progress = Progress(t0=self.t0, deadline=self.deadline, state=self._monitor.state)
         now = time.time()
         self._monitor.update(tail.poll(), now)  # catch up on a resumed run
-        for slot in self.slots:
-            self._start(slot, now)
+        if not self.slots:  # resumed: the window is open already, workers start straight into it
+            self._launch_all()
         next_report = 0.0
         while self.interrupted is None:
             now = time.time()
@@ -353,6 +386,15 @@ class Master:
         write_report(result, self.paths)
         print(format_summary(result), file=self.out, flush=True)
         return result
+
+
+def _last_lines(path: Path, count: int = 3) -> str:
+    """The last non-empty lines of a log, joined on one line (for error messages)."""
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return f"(no log at {path})"
+    return " | ".join(lines[-count:]) or f"(empty log {path})"
 
 
 def _alive(pid: int) -> bool:

@@ -26,10 +26,10 @@ from typing import Any
 from aiperf.config import Config
 from aiperf.errors import AiperfError, HistoryError
 from aiperf.events import NullSink
-from aiperf.history import JournalSet, JournalWriter, read_journal
+from aiperf.history import JournalReader, JournalSet, JournalWriter, read_journal
 from aiperf.paths import ExperimentPaths, check_id
 
-__all__ = ["ExperimentClock", "StopCondition", "dataset_options", "read_experiment_start", "run_worker"]
+__all__ = ["StopCondition", "dataset_options", "read_experiment_start", "run_worker", "wait_for_window"]
 
 
 def read_experiment_start(paths: ExperimentPaths) -> dict[str, Any]:
@@ -41,12 +41,19 @@ def read_experiment_start(paths: ExperimentPaths) -> dict[str, Any]:
     raise HistoryError(f"{paths.master_journal} has no experiment_start record: was the experiment started?")
 
 
-class ExperimentClock:
-    """t0 and the deadline of the window, as the master recorded them."""
+def wait_for_window(paths: ExperimentPaths, stop: StopCondition, poll_s: float = 0.1) -> dict[str, Any] | None:
+    """Block until the master opens the window (its ``experiment_start`` record); None if told to stop first.
 
-    def __init__(self, start: dict[str, Any]) -> None:
-        self.t0 = float(start["t0"])
-        self.deadline = float(start["deadline"])
+    Workers initialise (imports, data, search state) before the window opens, so start-up is not billed to the
+    benchmark; a worker restarted during the window finds the record at once.
+    """
+    reader = JournalReader(paths.master_journal)
+    while stop.reason() is None:
+        for record in reader.poll():
+            if record.get("type") == "experiment_start":
+                return record
+        time.sleep(poll_s)
+    return None
 
 
 class StopCondition:
@@ -153,8 +160,9 @@ def run_worker(experiment: Path, worker_id: str) -> int:
         config = Config.from_json(json.loads(paths.config.read_text()), where=str(paths.config))
     except (OSError, ValueError) as exc:
         raise HistoryError(f"cannot read {paths.config}: {exc}") from None
-    clock = ExperimentClock(read_experiment_start(paths))
-    stop = StopCondition(paths, clock.deadline)
+    # The deadline is known once the master opens the window (after every worker is ready); until then only a
+    # signal or STOP ends the worker.
+    stop = StopCondition(paths, deadline=float("inf"))
     stop.install_signal_handlers()
 
     threads = int(os.environ.get("AIPERF_THREADS", "0") or 0) or config.run.threads_per_rank
@@ -219,7 +227,11 @@ def run_worker(experiment: Path, worker_id: str) -> int:
         history = History()
         tail = JournalSet(paths.journals)
         trials_done = sum(1 for r in own if r.get("type") == "proposal")
-        _log(worker_id, f"started: {dist.world_size} rank(s), dataset {dataset.name}, {trials_done} earlier trial(s)")
+        _log(worker_id, f"ready: {dist.world_size} rank(s), dataset {dataset.name}, {trials_done} earlier trial(s)")
+    start = wait_for_window(paths, stop) if main else None
+    window = broadcast_json({"deadline": None if start is None else float(start["deadline"])}, dist)
+    if window["deadline"] is not None:
+        stop.deadline = float(window["deadline"])
 
     status = 0
     try:
