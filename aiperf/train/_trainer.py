@@ -174,10 +174,15 @@ class _Guard:
     def step(self, step: int, loss: torch.Tensor | None) -> tuple[str, int] | None:
         """Register step ``step`` (its loss, or None when evaluating); return ``(why, step)`` to stop now."""
         stop = bool(self._should_stop())
-        if stop and not self._distributed:
-            return self._finish() or ("stop", step)
+        if not self._distributed:  # one op per step: the finiteness of the loss, read one step later
+            if stop:
+                return self._finish() or ("stop", step)
+            verdict = self._finish()
+            if loss is not None:
+                self._pending = (step, torch.isfinite(loss), None)
+            return verdict
         bad = self._zero if loss is None else torch.isfinite(loss).logical_not().to(torch.float32).view(1)
-        flags = torch.cat((bad, self._one if stop else self._zero)) if self._distributed else bad
+        flags = torch.cat((bad, self._one if stop else self._zero))
         work = self._coll.sum_async_(flags)
         verdict = self._finish()
         self._pending = (step, flags, work)
@@ -190,6 +195,8 @@ class _Guard:
             return None
         step, flags, work = self._pending
         self._pending = None
+        if work is None:  # a world of one: the flag says the loss was finite
+            return None if flags.item() else ("nonfinite", step)
         work.wait()
         values = flags.tolist()
         if values[0] > 0:
@@ -204,10 +211,10 @@ class _Guard:
 
     def close(self) -> None:
         """Wait for a collective still in flight (after an error), so none is left running at shutdown."""
-        if self._pending is not None:
+        if self._pending is not None and self._pending[2] is not None:
             with contextlib.suppress(RuntimeError):
                 self._pending[2].wait()
-            self._pending = None
+        self._pending = None
 
 
 class _Failed(Exception):
