@@ -233,6 +233,11 @@ class Master:
             if active:
                 self._supervise()
             return self._finish()
+        except BaseException:
+            for slot in self.slots:  # never leave workers behind a master that gave up
+                if slot.handle is not None and slot.handle.poll() is None:
+                    slot.handle.kill()
+            raise
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
