@@ -116,3 +116,18 @@ def test_gp_refuses_nan_rewards_and_tolerates_duplicates() -> None:
     y[3] = np.nan
     with pytest.raises(GPError, match="not finite"):
         fit_gp(d, y, 0.7, 0.1)
+
+
+def test_cached_distances_are_bit_identical_to_fresh_ones() -> None:
+    from aiperf.search._bo import _GramCache
+
+    graphs = _morphed(24, 4)
+    feats = {g.content_hash(): features_from_graph(g) for g in graphs}
+    keys = list(feats)
+    warm = _GramCache()
+    warm.get(keys[:10], feats.__getitem__, 1.0)
+    warm.get(keys[5:18], feats.__getitem__, 1.0)
+    grown = warm.get(keys, feats.__getitem__, 1.0)
+    fresh = _GramCache().get(keys, feats.__getitem__, 1.0)
+    assert np.array_equal(grown, fresh)
+    assert np.array_equal(fresh, fresh.T)

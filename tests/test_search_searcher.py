@@ -259,3 +259,31 @@ def test_bo_beats_random_morphs_on_the_surrogate_objective() -> None:
     bo = [searcher_search(DIGITS, 30, s).best for s in seeds]
     rnd = [random_morph_search(DIGITS, 30, s).best for s in seeds]
     assert sum(bo) / len(bo) > sum(rnd) / len(rnd) + 0.02, (bo, rnd)
+
+
+def test_running_trials_are_pending_points_of_the_gp() -> None:
+    h = history(10, running=3, failed=2, seed=10)
+    p = Searcher(DIGITS, seed=0).propose(h, "w000-20")
+    assert p.details["observed"] == 10 and p.details["pending"] == 3
+
+
+def test_a_small_search_space_is_exhausted_without_repeats_then_refused() -> None:
+    from aiperf.arch import BatchNorm, Conv, Dense, GlobalAvgPool, GraphEditor, ReLU
+    from aiperf.errors import ArchError
+
+    ed = GraphEditor(input_shape=(1, 8, 8))
+    x = ed.add(ReLU(), ed.add(BatchNorm(), ed.add(Conv(out_channels=4), ed.input_id)))
+    ed.add(Dense(out_features=10), ed.add(GlobalAvgPool(), x))
+    tiny = ed.build({"op": "seed", "name": "tiny"})
+    limits = ArchLimits(max_nodes=len(tiny) + 3, max_params=tiny.num_params() + 60)
+    s = Searcher(DIGITS, seed=0, seeds=[tiny], limits=limits)
+    h = History()
+    seen = []
+    with pytest.raises(ArchError, match="no new architecture"):
+        for i in range(60):
+            p = s.propose(h, f"w000-{i}")
+            seen.append(p.arch_hash)
+            p.trained_graph(limits)
+            h.apply(p.to_event())
+            finish(h, p, reward=0.5 + 0.001 * i)
+    assert 3 < len(seen) < 60 and len(set(seen)) == len(seen)
