@@ -433,11 +433,11 @@ def _terminate_pid(pid: int, grace: float = 10.0) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def make_launcher(config: Config) -> Launcher:
-    """The launcher the config names (``[run] launcher``)."""
+def make_launcher(config: Config, experiment: Path | None = None) -> Launcher:
+    """The launcher the config names (``[run] launcher``); submitit keeps its job files in ``experiment``."""
     from aiperf.launch import create_launcher
 
-    return create_launcher(config)
+    return create_launcher(config, experiment)
 
 
 def run_experiment(
@@ -463,5 +463,5 @@ def run_experiment(
         if root.exists() and any(root.iterdir()):
             raise HistoryError(f"experiment directory {root} is not empty: pass --resume {root} to continue it")
         paths = ExperimentPaths(root)
-    master = Master(config, paths, launcher or make_launcher(config), out=out)
+    master = Master(config, paths, launcher or make_launcher(config, paths.root), out=out)
     return master.run(resume=resume is not None)
