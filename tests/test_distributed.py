@@ -220,7 +220,7 @@ def test_ddp_ranks_end_with_identical_models_and_exact_counts(ddp_reports):
 
 
 def test_two_ranks_reach_the_accuracy_of_one_with_the_same_global_batch(ddp_reports):
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     ds = load_dataset("digits")
     hparams = {"learning_rate": 0.05, "batch_size": GLOBAL_BATCH, "label_smoothing": 0.1, "warmup_epochs": 1}
     spec = TrialSpec("w000-normal", seed("resnet-tiny", (1, 8, 8), 10), hparams, epochs=EPOCHS)
