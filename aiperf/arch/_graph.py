@@ -23,7 +23,17 @@ from typing import Any
 from aiperf.arch._ops import Add, Input, Op, Shape, op_from_json
 from aiperf.errors import ArchError
 
-__all__ = ["DEFAULT_LIMITS", "FORMAT", "FORMAT_VERSION", "ArchLimits", "Graph", "GraphEditor", "Node"]
+__all__ = [
+    "BYTES_PER_LAYER",
+    "DEFAULT_LIMITS",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "ArchLimits",
+    "Graph",
+    "GraphEditor",
+    "Node",
+    "check_text_size",
+]
 
 FORMAT = "aiperf.arch"
 FORMAT_VERSION = 1
@@ -60,6 +70,17 @@ class ArchLimits:
 
 
 DEFAULT_LIMITS = ArchLimits()
+BYTES_PER_LAYER = 2048  # a generous budget of JSON text per layer: refuse absurd files before parsing them
+
+
+def check_text_size(text: str | bytes, limits: ArchLimits | None) -> None:
+    """Refuse architecture text too long for ``limits.max_nodes`` layers before it is parsed (parsing a huge file
+    costs many times its size in memory)."""
+    if limits is not None and limits.max_nodes is not None and len(text) > limits.max_nodes * BYTES_PER_LAYER:
+        raise ArchError(
+            f"architecture text is {len(text):,} bytes, more than {limits.max_nodes:,} layers can need "
+            f"({BYTES_PER_LAYER} bytes each): over the ceiling of {limits.max_nodes:,} layers"
+        )
 
 
 def _describe(node: Node) -> str:
@@ -284,6 +305,7 @@ class Graph:
 
     @classmethod
     def loads(cls, text: str | bytes, limits: ArchLimits | None = DEFAULT_LIMITS) -> Graph:
+        check_text_size(text, limits)
         try:
             data = json.loads(text)
         except (ValueError, RecursionError) as exc:

@@ -22,10 +22,11 @@ is refused with the layer named rather than built wrong.
 from __future__ import annotations
 
 import json
+import reprlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiperf.arch._graph import DEFAULT_LIMITS, ArchLimits, Graph, Node, _find_cycle
+from aiperf.arch._graph import DEFAULT_LIMITS, ArchLimits, Graph, Node, _find_cycle, check_text_size
 from aiperf.arch._ops import (
     Add,
     BatchNorm,
@@ -68,16 +69,29 @@ _KNOWN = sorted(
 )
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxlist = 8
+_REPR.maxstring = 40
+_REPR.maxother = 40
+_REPR.maxlong = 40
+
+
+def _show(value: Any) -> str:
+    """A short repr for error messages: bounded in depth and length, so hostile input cannot blow up the message."""
+    return _REPR.repr(value)
+
+
 def _ints(values: Sequence[Any], where: str, what: str) -> list[int]:
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise ArchError(f"{where}: {what} must be integers, got {list(values)!r}")
+        raise ArchError(f"{where}: {what} must be integers, got {_show(list(values))}")
     return list(values)
 
 
 def _nni_shape(shape: Any, where: str) -> Shape:
     """Channels-last NNI shape -> (C, H, W) or (F,)."""
     if not isinstance(shape, list) or len(shape) not in (1, 3):
-        raise ArchError(f"{where}: shape must be [H, W, C] or [F], got {shape!r}")
+        raise ArchError(f"{where}: shape must be [H, W, C] or [F], got {_show(shape)}")
     dims = _ints(shape, where, "shape entries")
     if len(dims) == 3:
         return (dims[2], dims[0], dims[1])
@@ -86,6 +100,7 @@ def _nni_shape(shape: Any, where: str) -> Shape:
 
 def load_nni(text: str | bytes, limits: ArchLimits | None = DEFAULT_LIMITS) -> Graph:
     """Parse NNI graph JSON text into a :class:`Graph`."""
+    check_text_size(text, limits)
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as exc:
@@ -113,11 +128,11 @@ def from_nni_json(data: Any, limits: ArchLimits | None = DEFAULT_LIMITS) -> Grap
             or isinstance(entry[0], bool)
             or not isinstance(entry[0], int)
         ):
-            raise ArchError(f"node_list[{i}] must be [node_id, shape], got {entry!r}")
+            raise ArchError(f"node_list[{i}] must be [node_id, shape], got {_show(entry)}")
         declared[entry[0]] = _nni_shape(entry[1], f"node_list[{i}] (tensor {entry[0]})")
 
     # Every tensor is produced by at most one layer; the input tensor by none.
-    producers: dict[int, tuple[int, str, list[int], list[Any]]] = {}
+    producers: dict[int, tuple[int | str, str, list[int], list[Any]]] = {}
     for i, entry in enumerate(layer_list):
         if (
             not isinstance(entry, list)
@@ -126,12 +141,14 @@ def from_nni_json(data: Any, limits: ArchLimits | None = DEFAULT_LIMITS) -> Grap
             or len(entry[1]) < 3
             or not isinstance(entry[1][0], str)
         ):
-            raise ArchError(f"layer_list[{i}] must be [layer_id, [type, input(s), output, ...]], got {entry!r}")
-        layer_id = entry[0]
+            raise ArchError(f"layer_list[{i}] must be [layer_id, [type, input(s), output, ...]], got {_show(entry)}")
+        layer_id: int | str = (
+            entry[0] if isinstance(entry[0], int) and not isinstance(entry[0], bool) else _show(entry[0])
+        )
         kind, ins, out, *params = entry[1]
-        where = f"layer {layer_id} ({kind})"
+        where = f"layer {layer_id} ({kind[:40]})"
         if kind not in _KNOWN:
-            raise ArchError(f"{where}: unknown layer type {kind!r} (known: {', '.join(_KNOWN)})")
+            raise ArchError(f"{where}: unknown layer type {_show(kind)} (known: {', '.join(_KNOWN)})")
         ins_list = _ints(ins if isinstance(ins, list) else [ins], where, "input nodes")
         (out_id,) = _ints([out], where, "the output node")
         if kind == "StubSoftmax" and len(ins_list) != 1:
@@ -168,27 +185,34 @@ def from_nni_json(data: Any, limits: ArchLimits | None = DEFAULT_LIMITS) -> Grap
     shapes: dict[int, Shape] = {input_id: declared[input_id]}
     nodes = [Node(input_id, Input(shape=declared[input_id]), ())]
     pending = {n: p for n, p in producers.items() if n not in alias}
-    # Build in dependency order so each layer's input shapes are known (needed for padding and channel checks).
-    progressed = True
-    while pending and progressed:
-        progressed = False
-        for out_id in list(pending):
-            layer_id, kind, raw_ins, params = pending[out_id]
-            ins_list = [resolve(n) for n in raw_ins]
-            if any(n not in shapes for n in ins_list):
-                continue
-            where = f"layer {layer_id} ({kind})"
-            op = _convert(kind, params, [shapes[n] for n in ins_list], declared[out_id], where)
-            node = Node(out_id, op, tuple(ins_list))
-            shapes[out_id] = op.infer([shapes[n] for n in ins_list], where)
-            if shapes[out_id] != declared[out_id]:
-                raise ArchError(
-                    f"{where}: node_list declares tensor {out_id} as {list(declared[out_id])} (C, H, W) but the layer "
-                    f"gives {list(shapes[out_id])}"
-                )
-            nodes.append(node)
-            del pending[out_id]
-            progressed = True
+    # Build in dependency order (Kahn's algorithm: linear in layers) so each layer's input shapes are known, which the
+    # padding and channel checks need.
+    waiting: dict[int, int] = {}
+    readers: dict[int, list[int]] = {}
+    for out_id, (_, _, raw_ins, _) in pending.items():
+        ins_list = [resolve(n) for n in raw_ins]
+        waiting[out_id] = sum(1 for n in ins_list if n != input_id)
+        for n in ins_list:
+            readers.setdefault(n, []).append(out_id)
+    ready = sorted(t for t, count in waiting.items() if count == 0)
+    ready.reverse()
+    while ready:
+        out_id = ready.pop()
+        layer_id, kind, raw_ins, params = pending.pop(out_id)
+        ins_list = [resolve(n) for n in raw_ins]
+        where = f"layer {layer_id} ({kind})"
+        op = _convert(kind, params, [shapes[n] for n in ins_list], declared[out_id], where)
+        shapes[out_id] = op.infer([shapes[n] for n in ins_list], where)
+        if shapes[out_id] != declared[out_id]:
+            raise ArchError(
+                f"{where}: node_list declares tensor {out_id} as {list(declared[out_id])} (C, H, W) but the layer "
+                f"gives {list(shapes[out_id])}"
+            )
+        nodes.append(Node(out_id, op, tuple(ins_list)))
+        for reader in readers.get(out_id, ()):
+            waiting[reader] -= 1
+            if waiting[reader] == 0:
+                ready.append(reader)
     if pending:
         # Every tensor has one producer and only the input has none, so what is left waits on itself: a cycle.
         cycle = _find_cycle(set(pending), lambda t: [resolve(n) for n in pending[t][2]])
@@ -212,7 +236,7 @@ def from_nni_json(data: Any, limits: ArchLimits | None = DEFAULT_LIMITS) -> Grap
 
 def _param_ints(params: list[Any], count: int, where: str, names: str) -> list[int]:
     if len(params) < count:
-        raise ArchError(f"{where}: expected parameters [{names}], got {params!r}")
+        raise ArchError(f"{where}: expected parameters [{names}], got {_show(params)}")
     return _ints(params[:count], where, names)
 
 
@@ -240,7 +264,7 @@ def _convert(kind: str, params: list[Any], in_shapes: list[Shape], out_shape: Sh
         return Dense(out_features=units)
     if kind in ("StubDropout1d", "StubDropout2d"):
         if not params or isinstance(params[0], bool) or not isinstance(params[0], (int, float)):
-            raise ArchError(f"{where}: expected a dropout rate, got {params!r}")
+            raise ArchError(f"{where}: expected a dropout rate, got {_show(params)}")
         if not 0 <= params[0] < 1:  # before float(): an integer beyond any float would overflow
             raise ArchError(f"{where}: dropout rate must be in [0, 1)")
         return Dropout(rate=float(params[0]))
@@ -248,13 +272,16 @@ def _convert(kind: str, params: list[Any], in_shapes: list[Shape], out_shape: Sh
         kernel, stride = _param_ints(params, 2, where, "kernel_size, stride")
         if not in_shapes or len(in_shapes[0]) != 3 or len(out_shape) != 3 or kernel < 1 or stride < 1:
             raise ArchError(f"{where}: pooling needs image input and output shapes, kernel and stride >= 1")
-        size = in_shapes[0][1]
-        for pad in range(kernel // 2 + 1):
-            if (size + 2 * pad - kernel) // stride + 1 == out_shape[1]:
-                return MaxPool(kernel_size=kernel, stride=stride, padding=pad)
+        size, want = in_shapes[0][1], out_shape[1]
+        # PyTorch: out = (size + 2 pad - kernel) // stride + 1; the smallest pad giving `want`, in closed form (a
+        # hostile kernel of 10^9 must not mean a loop of 10^9), then checked against the rules PyTorch enforces.
+        pad = max(0, -((size - kernel - (want - 1) * stride) // 2))
+        if kernel > max(2 * size + 1, 7):
+            raise ArchError(f"{where}: a {kernel}x{kernel} pooling window is far wider than its {size}-pixel input")
+        if pad <= kernel // 2 and (size + 2 * pad - kernel) // stride + 1 == want:
+            return MaxPool(kernel_size=kernel, stride=stride, padding=pad)
         raise ArchError(
-            f"{where}: no padding makes a {kernel}x{kernel}/{stride} pooling of size {size} give the declared "
-            f"{out_shape[1]}"
+            f"{where}: no padding makes a {kernel}x{kernel}/{stride} pooling of size {size} give the declared {want}"
         )
     raise ArchError(f"{where}: unknown layer type {kind!r}")  # pragma: no cover - _KNOWN guards this
 

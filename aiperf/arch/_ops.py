@@ -175,6 +175,10 @@ class _Pool(Op):
         _non_negative(where, padding=self.padding)
         if self.padding > self.kernel_size // 2:
             raise ArchError(f"{where}: padding {self.padding} is larger than half the kernel {self.kernel_size}")
+        if self.kernel_size > max(2 * max(h, w) + 1, 7):
+            raise ArchError(
+                f"{where}: pooling window {self.kernel_size} is far wider than its {h}x{w} input (use global pooling)"
+            )
         oh = _window_out(h, self.kernel_size, self.stride, self.padding)
         ow = _window_out(w, self.kernel_size, self.stride, self.padding)
         if oh < 1 or ow < 1:
