@@ -24,7 +24,7 @@ from types import FrameType
 from typing import Any
 
 from aiperf.config import Config
-from aiperf.errors import AiperfError, HistoryError
+from aiperf.errors import AiperfError, HistoryError, TrainError
 from aiperf.events import NullSink
 from aiperf.history import JournalReader, JournalSet, JournalWriter, read_journal
 from aiperf.paths import ExperimentPaths, check_id
@@ -287,7 +287,7 @@ def run_worker(experiment: Path, worker_id: str) -> int:
                         "trial": trial_spec.trial_id,
                         "status": result.status,
                         "reason": result.reason,
-                        "best_top1": result.best_top1,
+                        "best_top1": result.best_top1 or 0.0,
                         "reward": reward,
                         "epochs": len(result.epochs),
                     }
@@ -295,10 +295,14 @@ def run_worker(experiment: Path, worker_id: str) -> int:
                 _log(
                     worker_id,
                     f"trial {trial_spec.trial_id}: {result.status}, {len(result.epochs)}/{trial_spec.epochs} epochs, "
-                    f"best top-1 {result.best_top1:.4f}" + (f" ({result.reason})" if result.reason else ""),
+                    f"best top-1 {result.best_top1 or 0.0:.4f}" + (f" ({result.reason})" if result.reason else ""),
                 )
                 if heartbeat is not None:
                     heartbeat.trial = None
+            if dist.world_size > 1 and result.status == "failed" and (result.reason or "").startswith("out of memory"):
+                # An allocation failure can hit one rank alone, leaving the others waiting in a collective: restart
+                # the whole worker (the launcher ends the other ranks; the master starts it again).
+                raise TrainError(f"{result.reason}; restarting every rank of this worker")
     except AiperfError as exc:
         if main and journal is not None:
             _log(worker_id, f"error: {exc}")

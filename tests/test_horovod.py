@@ -6,18 +6,20 @@ Needs horovod built against the installed torch (``scripts/build_horovod.sh``); 
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import sys
 
 import pytest
 from test_distributed import EPOCHS, GLOBAL_BATCH, STOP_AT_CALL, WORKER, run_ranks
 
+_MISSING = importlib.util.find_spec("horovod") is None or shutil.which("horovodrun") is None
+if _MISSING and os.environ.get("AIPERF_REQUIRE_SERVICES") == "1":
+    raise RuntimeError("horovod is required here (AIPERF_REQUIRE_SERVICES=1): build it with scripts/build_horovod.sh")
+
 pytestmark = [
     pytest.mark.horovod,
-    pytest.mark.skipif(
-        importlib.util.find_spec("horovod") is None or shutil.which("horovodrun") is None,
-        reason="horovod is not installed: build it with scripts/build_horovod.sh",
-    ),
+    pytest.mark.skipif(_MISSING, reason="horovod is not installed: build it with scripts/build_horovod.sh"),
 ]
 
 
