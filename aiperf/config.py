@@ -13,6 +13,8 @@ Sections and keys (every key is optional; defaults are the embedded default, a s
                compile = false;  channels_last = "auto" | true | false;  data_workers = 0;  backend = "ddp" | "horovod"
     [search]   seed_archs = ["seeds/resnet50.json"] (aiperf or NNI graph JSON; default: the dataset's seeds)
                max_params = 0;  max_forward_flops = 0 (0: the dataset's limits)
+               space = "my_space.json" (a search-space file of the same dataset replacing search_spaces/<dataset>.json:
+               space, defaults, schedule, seeds and limits; the validity rules always come from the built-in file)
 
 An unknown section or key, or a value of the wrong type, is a :class:`~aiperf.errors.ConfigError` naming the
 file, the key and what is allowed. The resolved config is saved as ``config.json`` in the experiment directory and
@@ -203,12 +205,15 @@ class SearchConfig:
     seed_archs: tuple[str, ...] = ()
     max_params: int = 0
     max_forward_flops: int = 0
+    space: str | None = None
 
     def __post_init__(self) -> None:
         _int(self.max_params, "[search] max_params", 0)
         _int(self.max_forward_flops, "[search] max_forward_flops", 0)
         for p in self.seed_archs:
             _path_text(p, "[search] seed_archs")
+        if self.space is not None:
+            _path_text(self.space, "[search] space")
 
 
 @dataclass(frozen=True)

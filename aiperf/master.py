@@ -25,7 +25,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from aiperf.config import Config, format_duration
-from aiperf.errors import AiperfError, HistoryError, LaunchError
+from aiperf.errors import AiperfError, ConfigError, HistoryError, LaunchError
 from aiperf.history import JournalSet, JournalWriter, read_journal
 from aiperf.launch._base import Launcher, WorkerHandle, WorkerSpec
 from aiperf.paths import ExperimentPaths, atomic_write_json, atomic_write_text, check_id
@@ -99,7 +99,14 @@ class Master:
         from aiperf.report import environment
         from aiperf.search import load_dataset_spec
 
+        # The rules of validity always come from the built-in file of the dataset, whatever space the search uses.
         spec = load_dataset_spec(self.config.dataset.name)
+        if self.config.search.space:
+            custom = load_dataset_spec(self.config.search.space)  # fail now, not in every worker
+            if custom.name != spec.name:
+                raise ConfigError(
+                    f"[search] space {self.config.search.space} is for dataset {custom.name!r}, not {spec.name!r}"
+                )
         self.paths.create()
         atomic_write_json(self.paths.config, self.config.to_json())
         self._claim()

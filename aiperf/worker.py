@@ -206,7 +206,7 @@ def run_worker(experiment: Path, worker_id: str) -> int:
         heartbeat = _Heartbeat(journal, stop, config.run.heartbeat_s)
         heartbeat.start()
         sink = journal
-        spec = load_dataset_spec(ds_cfg.name)
+        spec = load_dataset_spec(config.search.space or ds_cfg.name)
         limits = spec.limits
         if config.search.max_params or config.search.max_forward_flops:
             limits = ArchLimits(
