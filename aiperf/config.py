@@ -11,6 +11,8 @@ Sections and keys (every key is optional; defaults are the embedded default, a s
                experiment_dir = "experiments/<name>";  hosts = ["n1", "n2"] (mpi)
     [train]    device = "auto" | "cpu" | "cuda";  precision = "bf16" | "fp16" | "tf32" | "fp32"
                compile = false;  channels_last = "auto" | true | false;  data_workers = 0;  backend = "ddp" | "horovod"
+               memory_limit_mb = 0 (cap each rank's address space on CPU nodes, so an oversized candidate fails as a
+               clean out-of-memory trial instead of waking the kernel's OOM killer on a shared node; 0: no cap)
     [search]   seed_archs = ["seeds/resnet50.json"] (aiperf or NNI graph JSON; default: the dataset's seeds)
                max_params = 0;  max_forward_flops = 0 (0: the dataset's limits)
                space = "my_space.json" (a search-space file of the same dataset replacing search_spaces/<dataset>.json:
@@ -188,8 +190,10 @@ class TrainConfigSection:
     channels_last: bool | None = None
     data_workers: int = 0
     backend: str = "ddp"
+    memory_limit_mb: int = 0
 
     def __post_init__(self) -> None:
+        _int(self.memory_limit_mb, "[train] memory_limit_mb", 0)
         _choice(self.device, ("auto", "cpu", "cuda"), "[train] device")
         _choice(self.precision, PRECISIONS, "[train] precision")
         if not isinstance(self.compile, bool):

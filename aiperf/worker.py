@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import threading
@@ -165,6 +166,9 @@ def run_worker(experiment: Path, worker_id: str) -> int:
     stop = StopCondition(paths, deadline=float("inf"))
     stop.install_signal_handlers()
 
+    if config.train.memory_limit_mb and config.train.device != "cuda":
+        limit = config.train.memory_limit_mb << 20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     threads = int(os.environ.get("AIPERF_THREADS", "0") or 0) or config.run.threads_per_rank
     if threads:
         torch.set_num_threads(threads)
