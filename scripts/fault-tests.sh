@@ -9,15 +9,9 @@
 # The disk-full tests mount a 64 KiB tmpfs: run as root (they skip otherwise, and fail when
 # AIPERF_REQUIRE_SERVICES=1, as CI sets it).
 #
-# Selection: the `fault` marker once pyproject.toml registers it, else the `slow` marker (which the fault tests carry
-# today, together with the other long tests).
+# Selection: the `fault` marker (pyproject.toml). CI runs these with the rest of the suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python}"
-if "$PYTHON" -m pytest --markers 2>/dev/null | grep -q '^@pytest.mark.fault:'; then
-    marker="fault"
-else
-    marker="slow"
-fi
-echo "fault-tests: pytest -m \"$marker\" $*" >&2
-exec "$PYTHON" -m pytest -m "$marker" "$@"
+echo "fault-tests: pytest -m fault $*" >&2
+exec "$PYTHON" -m pytest -m fault "$@"

@@ -22,7 +22,7 @@ from aiperf.errors import HistoryError
 from aiperf.history import JournalReader, JournalWriter, line_hash, read_journal, verify_chain
 
 PAGE = 4096
-pytestmark = pytest.mark.slow  # a fault-injection test: scripts/fault-tests.sh runs these on their own
+pytestmark = [pytest.mark.slow, pytest.mark.fault]  # fault injection: scripts/fault-tests.sh runs these alone
 
 
 def _unavailable(reason: str) -> None:

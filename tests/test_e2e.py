@@ -86,6 +86,7 @@ def _all_chains_intact(paths: ExperimentPaths) -> None:
         assert verify_chain(journal) == [], journal
 
 
+@pytest.mark.fault
 def test_run_is_valid_and_survives_a_worker_killed_mid_epoch(tmp_path: Path) -> None:
     experiment = tmp_path / "exp"
     paths = ExperimentPaths(experiment)
@@ -125,6 +126,7 @@ def test_run_is_valid_and_survives_a_worker_killed_mid_epoch(tmp_path: Path) -> 
     assert list(paths.tensorboard.glob("events.out.tfevents.*")), "no TensorBoard scalars written"
 
 
+@pytest.mark.fault
 def test_master_killed_then_resumed_keeps_the_score_so_far(tmp_path: Path) -> None:
     experiment = tmp_path / "exp"
     paths = ExperimentPaths(experiment)
