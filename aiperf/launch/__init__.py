@@ -6,6 +6,7 @@ functions from :mod:`aiperf.launch._slurm`; the commands themselves run through 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiperf.errors import LaunchError
@@ -34,6 +35,16 @@ from aiperf.launch._slurm import (
     squeue_argv,
     srun_argv,
 )
+from aiperf.launch._srun import (
+    MIN_REPORT_MARGIN_S,
+    SlurmLauncher,
+    SrunWorker,
+    StepLayout,
+    parse_squeue_steps,
+    squeue_steps_argv,
+    step_environment,
+)
+from aiperf.launch._submitit import SubmititLauncher, SubmititWorker, exit_status, submitit_parameters
 
 if TYPE_CHECKING:
     from aiperf.config import Config
@@ -46,6 +57,15 @@ __all__ = [
     "worker_argv",
     "LocalLauncher",
     "LocalWorker",
+    "SlurmLauncher",
+    "SrunWorker",
+    "StepLayout",
+    "MIN_REPORT_MARGIN_S",
+    "step_environment",
+    "SubmititLauncher",
+    "SubmititWorker",
+    "submitit_parameters",
+    "exit_status",
     "create_launcher",
     # SLURM text: builders
     "SBATCH_OPTIONS",
@@ -57,6 +77,7 @@ __all__ = [
     "squeue_argv",
     "sacct_argv",
     "scancel_argv",
+    "squeue_steps_argv",
     # SLURM text: readers
     "FINISHED_STATES",
     "NodeInfo",
@@ -66,6 +87,7 @@ __all__ = [
     "parse_sinfo",
     "parse_squeue",
     "parse_sacct",
+    "parse_squeue_steps",
     "parse_duration",
     "expand_nodelist",
     "compress_nodelist",
@@ -74,8 +96,21 @@ __all__ = [
 ]
 
 
-def create_launcher(config: Config) -> Launcher:
-    """The launcher ``[run] launcher`` names, set up from the config."""
-    if config.run.launcher == "local":
+def create_launcher(config: Config, experiment: Path | None = None) -> Launcher:
+    """The launcher ``[run] launcher`` names, set up from the config.
+
+    ``slurm`` must run inside an allocation (``sbatch slurm/aiperf.sbatch``); ``submitit`` needs the experiment
+    directory, where submitit keeps its job files.
+    """
+    name = config.run.launcher
+    if name == "local":
         return LocalLauncher()
-    raise LaunchError(f"launcher {config.run.launcher!r} is not available yet (use launcher = 'local')")
+    if name == "slurm":
+        return SlurmLauncher(config)
+    if name == "submitit":
+        if experiment is None:
+            experiment = Path(config.run.experiment_dir) if config.run.experiment_dir else None
+        if experiment is None:
+            raise LaunchError("launcher 'submitit' needs the experiment directory: set [run] experiment_dir")
+        return SubmititLauncher(config, experiment)
+    raise LaunchError(f"launcher {name!r} is not available yet (use launcher = 'local', 'slurm' or 'submitit')")

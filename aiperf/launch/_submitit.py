@@ -1,0 +1,322 @@
+"""submitit launcher: one SLURM job per worker, submitted from a login node, for sites that prefer many small jobs
+to one allocation (or whose policy forbids long multi-node allocations).
+
+The master runs where ``aiperf run --launcher submitit`` is started (a login node) and needs no allocation. Each
+worker is a job of ``submitit.AutoExecutor(folder=<experiment>/submitit, cluster="slurm")`` pinned to its node with
+``--nodelist``; the job runs exactly the local launcher's command line (``python -m aiperf worker DIR --worker-id
+ID``) through ``submitit.helpers.CommandFunction``, so submitit pickles only that small command object and the
+worker reads everything else from the experiment directory. A restarted worker is a new job.
+
+Probing: one short job per node runs ``aiperf probe --json``, before any worker. The probe then measures each node
+the same way the SLURM-step launcher does, on an idle node, and a node that cannot run a job is known (and
+excluded) before the window opens; the price is one more trip through the queue (seconds on an idle cluster).
+
+Job states come from one batched ``sacct`` call for all workers (at most every few seconds), read by
+:func:`aiperf.launch.parse_sacct`; submitit's own watcher backs off to a minute between calls, too slow to notice a
+dead worker. So the site needs SLURM accounting (slurmdbd), which submitit needs anyway.
+
+Site settings (partition, account, memory, time limit ...) are submitit parameters given as a JSON object in
+``AIPERF_SUBMITIT`` (e.g. ``{"slurm_partition": "gpu", "gpus_per_node": 8, "mem_gb": 400}``); submitit checks
+their names. Nodes are ``[run] hosts`` when given, else the first ``[run] workers`` usable nodes sinfo lists (in
+the chosen partition).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from aiperf import _proc
+from aiperf.errors import ConfigError, LaunchError
+from aiperf.launch._base import Launcher, WorkerHandle, WorkerSpec, worker_argv
+from aiperf.launch._slurm import (
+    FINISHED_STATES,
+    AcctRecord,
+    parse_sacct,
+    parse_sinfo,
+    sacct_argv,
+    scancel_argv,
+    sinfo_argv,
+)
+from aiperf.launch._srun import probe_event
+
+__all__ = ["SubmititLauncher", "SubmititWorker", "exit_status", "submitit_parameters"]
+
+ENV_PARAMETERS = "AIPERF_SUBMITIT"
+PROBE_TIMEOUT_S = 900.0  # queueing included
+_SACCT_EVERY_S = 3.0
+_COMMAND_TIMEOUT_S = 30.0
+_UNSET = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_PORT", "AIPERF_NODE", "TORCHELASTIC_RUN_ID")
+
+
+def exit_status(record: AcctRecord) -> int | None:
+    """A worker's exit status from its job's sacct record: None while the job is not finished, 0 when it completed,
+    the exit code of a failed job, and minus a signal number for a job SLURM ended (cancelled, timed out, node lost)."""
+    if record.state not in FINISHED_STATES:
+        return None
+    if record.state == "COMPLETED":
+        return record.exit_code
+    if record.state == "FAILED":
+        return record.exit_code or (-record.signal if record.signal else 1)
+    if record.state in {"NODE_FAIL", "BOOT_FAIL", "OUT_OF_MEMORY"}:
+        return -9
+    return -(record.signal or 15)  # CANCELLED, TIMEOUT, PREEMPTED, DEADLINE, REVOKED
+
+
+def _link_log(link: Path, target: Path) -> None:
+    """Point ``logs/<worker>.log`` at the current job's output (relative, so the experiment directory can move);
+    a real file there is left alone."""
+    if link.exists() and not link.is_symlink():
+        return
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(os.path.relpath(target, link.parent))
+        os.replace(tmp, link)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def submitit_parameters(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The site's submitit parameters from ``AIPERF_SUBMITIT`` (a JSON object); {} when unset."""
+    text = environ.get(ENV_PARAMETERS, "").strip()
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_PARAMETERS} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(f'{ENV_PARAMETERS} must be a JSON object such as {{"slurm_partition": "gpu"}}')
+    return value
+
+
+def _setup_lines(threads: int) -> list[str]:
+    """Shell lines the job runs before its tasks start (submitit's ``slurm_setup``)."""
+    lines = [
+        f"unset {' '.join(_UNSET)}",
+        "export PYTHONUNBUFFERED=1",
+        "export MASTER_ADDR=127.0.0.1",  # a worker job spans one node: its ranks meet on loopback
+    ]
+    if threads:
+        lines += [f"export OMP_NUM_THREADS={threads}", f"export AIPERF_THREADS={threads}"]
+    return lines
+
+
+class SubmititWorker(WorkerHandle):
+    """One worker as a submitit job."""
+
+    def __init__(self, launcher: SubmititLauncher, spec: WorkerSpec, job: Any) -> None:
+        self.worker_id = spec.worker_id
+        self.node = spec.node
+        self.job = job
+        self._launcher = launcher
+
+    @property
+    def job_id(self) -> str:
+        return str(self.job.job_id)
+
+    def poll(self) -> int | None:
+        return self._launcher.exit_status(self.job_id)
+
+    def terminate(self) -> None:
+        """``job.cancel()``: SLURM sends SIGTERM to every rank, then SIGKILL after its KillWait."""
+        if self.poll() is None:
+            self.job.cancel(check=False)
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            self.job.cancel(check=False)
+            _proc.run(scancel_argv(self.job_id, signal="KILL"), timeout=_COMMAND_TIMEOUT_S, check=False)
+
+    def describe(self) -> str:
+        return f"submitit job {self.job_id} on {self.node}"
+
+
+class SubmititLauncher(Launcher):
+    """Every worker a job of its own, submitted with submitit.
+
+    Args:
+        config: the experiment's config (``[run]`` workers, ranks, threads, duration, hosts).
+        experiment: the experiment directory (on the shared filesystem); submitit's files go to its ``submitit/``.
+        parameters: submitit parameters (default: ``AIPERF_SUBMITIT`` from the environment), applied last.
+        nodes: the nodes to place workers on (default: ``[run] hosts``, else the first usable ones from sinfo).
+    """
+
+    name = "submitit"
+
+    def __init__(
+        self,
+        config: Any,
+        experiment: Path | str,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        nodes: Sequence[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        try:
+            import submitit
+        except ImportError:
+            raise LaunchError("launcher 'submitit' needs submitit: pip install 'aiperf[slurm]'") from None
+        self._submitit = submitit
+        self.config = config
+        self.folder = Path(experiment).absolute() / "submitit"
+        env = os.environ if environ is None else environ
+        self.parameters = dict(submitit_parameters(env) if parameters is None else parameters)
+        self._cpus: dict[str, int] = {}
+        self._nodes = list(nodes) if nodes is not None else self._pick_nodes()
+        if not self._nodes:
+            raise LaunchError("no usable SLURM node for submitit workers: sinfo lists none idle (set [run] hosts)")
+        self._excluded: list[str] = []
+        self._states: dict[str, int | None] = {}
+        self._sacct_at = float("-inf")
+        self.probe_failures: dict[str, str] = {}
+
+    # -- placement -----------------------------------------------------------------------------------------------
+    def _pick_nodes(self) -> list[str]:
+        argv = sinfo_argv()
+        partition = self.parameters.get("slurm_partition")
+        if partition:
+            argv += ["-p", str(partition)]
+        infos = parse_sinfo(_proc.run(argv, timeout=_COMMAND_TIMEOUT_S).stdout)
+        self._cpus = {n.name: n.cpus for n in infos}
+        hosts = [h.split(":")[0] for h in self.config.run.hosts]
+        if hosts:
+            unknown = [h for h in hosts if h not in self._cpus]
+            if unknown:
+                raise ConfigError(f"[run] hosts names nodes sinfo does not list: {', '.join(unknown)}")
+            return hosts
+        return [n.name for n in infos if n.usable][: self.config.run.workers]
+
+    def nodes(self) -> Sequence[str]:
+        return [n for n in self._nodes if n not in self._excluded]
+
+    def exclude(self, node: str) -> None:
+        if node not in self._excluded:
+            self._excluded.append(node)
+
+    def _ranks_and_threads(self, spec: WorkerSpec | None, node: str) -> tuple[int, int]:
+        gpus = int(self.parameters.get("gpus_per_node", 0) or 0)
+        ranks = gpus or (spec.ranks if spec is not None else 1)
+        threads = spec.threads_per_rank if spec is not None else 0
+        if not threads:
+            threads = int(self.parameters.get("cpus_per_task", 0) or 0) or max(1, self._cpus.get(node, 1) // ranks)
+        return ranks, threads
+
+    def executor(self, name: str, node: str, ranks: int, threads: int, minutes: int) -> Any:
+        """A submitit executor for one job on ``node``; the site's parameters come last and win."""
+        executor = self._submitit.AutoExecutor(folder=self.folder, cluster="slurm")
+        params: dict[str, Any] = {
+            "name": name,
+            "nodes": 1,
+            "tasks_per_node": ranks,
+            "cpus_per_task": threads,
+            "timeout_min": minutes,
+            "slurm_nodelist": node,
+            "slurm_setup": _setup_lines(threads),
+            "stderr_to_stdout": True,  # one log per job, as logs/<worker>.log links to it
+        }
+        params.update(self.parameters)
+        if "slurm_setup" in self.parameters:  # the site's lines first (modules, venvs), then ours
+            params["slurm_setup"] = [*self.parameters["slurm_setup"], *_setup_lines(threads)]
+        try:
+            executor.update_parameters(**params)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"bad submitit parameter in {ENV_PARAMETERS}: {str(exc).splitlines()[0]}") from None
+        return executor
+
+    def _submit(self, executor: Any, command: list[str]) -> Any:
+        try:
+            return executor.submit(self._submitit.helpers.CommandFunction(command, verbose=True))
+        except Exception as exc:  # submitit raises plain exceptions for sbatch failures
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise LaunchError(f"submitit could not submit {command[-1]}: {first}") from None
+
+    # -- workers -------------------------------------------------------------------------------------------------
+    def start(self, spec: WorkerSpec) -> WorkerHandle:
+        node = spec.node or self.nodes()[0]
+        ranks, threads = self._ranks_and_threads(spec, node)
+        run = self.config.run
+        minutes = math.ceil(run.duration_s / 60) + 10  # start-up, the window, the stop
+        executor = self.executor(f"aiperf-{spec.worker_id}", node, ranks, threads, minutes)
+        job = self._submit(executor, worker_argv(spec))
+        self._states[str(job.job_id)] = None
+        if spec.log is not None:
+            _link_log(spec.log, Path(job.paths.stdout))
+        return SubmititWorker(self, spec, job)
+
+    def exit_status(self, job_id: str) -> int | None:
+        """The job's exit status once sacct reports it finished, else None (one sacct for all jobs, throttled)."""
+        if self._states.get(job_id) is None and time.monotonic() - self._sacct_at >= _SACCT_EVERY_S:
+            self._refresh()
+        return self._states.get(job_id)
+
+    def _refresh(self) -> None:
+        self._sacct_at = time.monotonic()
+        pending = [j for j, code in self._states.items() if code is None]
+        if not pending:
+            return
+        try:
+            records = parse_sacct(_proc.run(sacct_argv(pending), timeout=_COMMAND_TIMEOUT_S).stdout)
+        except LaunchError:
+            return  # slurmdbd busy: ask again next time
+        for record in records:
+            if record.step is None and record.job_id in self._states:
+                self._states[record.job_id] = exit_status(record)
+
+    # -- probing -------------------------------------------------------------------------------------------------
+    def probe(self, precision: str, device: str) -> list[dict[str, Any]]:
+        """One short job per node running ``aiperf probe --json``; a node whose probe fails is excluded.
+
+        Raises:
+            LaunchError: no node could be probed.
+        """
+        jobs: list[tuple[str, Any]] = []
+        for node in self.nodes():
+            _, threads = self._ranks_and_threads(None, node)
+            executor = self.executor(f"aiperf-probe-{node}", node, 1, threads, 15)
+            command = [sys.executable, "-m", "aiperf", "probe", "--json", "--precision", precision, "--device", device]
+            job = self._submit(executor, command)
+            self._states[str(job.job_id)] = None
+            jobs.append((node, job))
+        limit = time.monotonic() + PROBE_TIMEOUT_S
+        events: list[dict[str, Any]] = []
+        for node, job in jobs:
+            code = None
+            while code is None and time.monotonic() < limit:
+                code = self.exit_status(str(job.job_id))
+                if code is None and job.paths.result_pickle.exists():
+                    code = 0
+                if code is None:
+                    time.sleep(0.5)
+            if code is None:
+                job.cancel(check=False)
+                self.probe_failures[node] = f"job {job.job_id} did not finish within {PROBE_TIMEOUT_S:.0f} s"
+                continue
+            try:
+                stdout = job.result()
+            except Exception as exc:  # submitit re-raises the job's failure
+                lines = str(exc).strip().splitlines()
+                last = lines[-1] if lines else type(exc).__name__
+                self.probe_failures[node] = f"job {job.job_id} failed (status {code}): {last}"
+                continue
+            event = probe_event(str(stdout))
+            if event is None:
+                self.probe_failures[node] = f"job {job.job_id} printed no probe record"
+                continue
+            event["node"] = node
+            events.append(event)
+        for node, reason in self.probe_failures.items():
+            self.exclude(node)
+            print(f"aiperf: node {node} excluded, its probe failed: {reason}", file=sys.stderr, flush=True)
+        if not events:
+            first = next(iter(self.probe_failures.items()), ("?", "no nodes"))
+            raise LaunchError(f"no node could be probed (node {first[0]}: {first[1]})")
+        return events

@@ -1,0 +1,295 @@
+"""The cluster path end to end on the real local SLURM (two nodes on this machine, slurm/local-cluster.sh):
+``sbatch slurm/aiperf.sbatch`` with short windows on digits, a worker step killed mid-run, a node going down, the
+job's time limit brought forward, ``scancel`` of the whole job, and the submitit launcher from a "login node".
+
+Everything is real: the batch script, the master in the batch step, srun steps, slurmctld's signals, sacct. The
+tests read the experiments' journals and result.json, never the human-readable logs (those are only shown when a
+test fails).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT, LocalCluster
+
+from aiperf import _proc
+from aiperf.history import read_journal, verify_chain
+from aiperf.launch import (
+    AcctRecord,
+    parse_sacct,
+    parse_sbatch_jobid,
+    parse_sinfo,
+    parse_squeue,
+    parse_squeue_steps,
+    sacct_argv,
+    sbatch_argv,
+    scancel_argv,
+    sinfo_argv,
+    squeue_argv,
+    squeue_steps_argv,
+)
+from aiperf.verify import verify_experiment
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+SBATCH = ROOT / "slurm" / "aiperf.sbatch"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One submitted aiperf.sbatch: its id, the folder it runs in, and its experiment directory."""
+
+    job_id: str
+    folder: Path
+    experiment: Path
+
+    def output(self) -> str:
+        """The batch step's stdout and stderr, for failure messages only."""
+        parts = []
+        for suffix in ("out", "err"):
+            path = self.folder / f"aiperf-{self.job_id}.{suffix}"
+            text = path.read_text(errors="replace") if path.exists() else "(none)"
+            parts.append(f"--- {path.name} ---\n" + "\n".join(text.splitlines()[-40:]))
+        return "\n".join(parts)
+
+    def journal(self, writer: str) -> list[dict[str, Any]]:
+        return read_journal(self.experiment / "journals" / f"{writer}.jsonl")[0]
+
+    def result(self) -> dict[str, Any]:
+        path = self.experiment / "result.json"
+        assert path.exists(), f"no result.json\n{self.output()}"
+        return dict(json.loads(path.read_text()))
+
+
+def _config(folder: Path, duration: str) -> Path:
+    path = folder / "aiperf.toml"
+    path.write_text(f'[run]\nduration = "{duration}"\nthreads_per_rank = 1\n\n[train]\ndevice = "cpu"\n')
+    return path
+
+
+def _submit(folder: Path, duration: str, minutes: int) -> Job:
+    experiment = folder / "exp"
+    env = {
+        **os.environ,
+        "AIPERF_PYTHON": sys.executable,
+        "AIPERF_CONFIG": str(_config(folder, duration)),
+        "AIPERF_EXPERIMENT_DIR": str(experiment),
+    }
+    argv = sbatch_argv(SBATCH, {"chdir": str(folder), "time": minutes})
+    return Job(parse_sbatch_jobid(_proc.run(argv, timeout=30, env=env).stdout), folder, experiment)
+
+
+def _wait(what: str, probe: Callable[[], Any], timeout: float, job: Job | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}\n{job.output() if job else ''}")
+        time.sleep(0.5)
+
+
+def _window_open(job: Job) -> dict[str, Any]:
+    """Wait for the master's experiment_start (probing and worker start-up are done): the window is open."""
+
+    def start() -> dict[str, Any] | None:
+        path = job.experiment / "journals" / "master.jsonl"
+        records = read_journal(path)[0] if path.exists() else []
+        return next((r for r in records if r.get("type") == "experiment_start"), None)
+
+    return dict(_wait("the window to open", start, 240, job))
+
+
+def _job_records(job: Job, timeout: float) -> dict[str, AcctRecord]:
+    """Wait until the job has left the queue and sacct reports it finished; its records by job/step id."""
+    _wait("the job to end", lambda: not parse_squeue(_run(squeue_argv([job.job_id])).stdout), timeout, job)
+
+    def finished() -> dict[str, AcctRecord] | None:
+        records = {r.id: r for r in parse_sacct(_run(sacct_argv([job.job_id])).stdout)}
+        rec = records.get(job.job_id)
+        return records if rec is not None and rec.finished else None
+
+    return dict(_wait("sacct to record the job's end", finished, 60, job))
+
+
+def _run(argv: list[str]) -> _proc.Completed:
+    return _proc.run(argv, timeout=30)
+
+
+def _starts(job: Job, worker: str) -> list[str]:
+    """The nodes of a worker's incarnations, in order (from its worker_start records)."""
+    return [str(r["node"]) for r in job.journal(worker) if r.get("type") == "worker_start"]
+
+
+def _cancel(job: Job) -> None:
+    _proc.run(scancel_argv(job.job_id), timeout=30, check=False)
+
+
+def _settle(cluster: LocalCluster) -> None:
+    """Leave the cluster as the next test expects it: every node idle. slurm 22.05 keeps the nodes of a killed
+    --exclusive job busy for the scheduler for 2-3 minutes; `scontrol reconfigure` rebuilds that view at once."""
+    _proc.run(["scontrol", "reconfigure"], timeout=60, check=False)
+
+    def idle() -> bool:
+        nodes = {n.name: n for n in parse_sinfo(_run(sinfo_argv()).stdout)}
+        return all(nodes[name].usable for name in cluster.nodes)
+
+    _wait("every node to be idle again", idle, 90)
+
+
+def _assert_chains_intact(job: Job) -> None:
+    for path in sorted((job.experiment / "journals").glob("*.jsonl")):
+        assert verify_chain(path) == [], f"{path.name}: {verify_chain(path)}"
+
+
+# ---------------------------------------------------------------------------------------------------------- tests
+def test_sbatch_runs_a_valid_benchmark_on_both_nodes_and_survives_a_killed_worker_step(
+    slurm_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    assert slurm_cluster.nodes[:2] == ("n1", "n2")
+    job = _submit(tmp_path, "60s", minutes=5)
+    try:
+        _window_open(job)
+        time.sleep(8)  # let w000 train, then kill its step outright: no SIGTERM, no last journal line
+        steps = parse_squeue_steps(_run(squeue_steps_argv(job.job_id)).stdout)
+        assert "aiperf-w000-r0" in steps, f"{steps}\n{job.output()}"
+        _run(scancel_argv(job.job_id, step=steps["aiperf-w000-r0"], signal="KILL"))
+        _wait("the master to relaunch w000", lambda: len(_starts(job, "w000")) >= 2, 60, job)
+        records = _job_records(job, timeout=240)
+    finally:
+        _cancel(job)
+    assert records[job.job_id].state == "COMPLETED", job.output()
+    result = job.result()
+    assert result["status"] == "finished" and result["end_reason"] == "the window closed", job.output()
+    assert result["validity"]["valid"], f"{result['validity']['rules']}\n{job.output()}"
+    # One worker per node, each an srun step on its node; the killed one came back on its node.
+    assert _starts(job, "w001") == ["n2"]
+    assert _starts(job, "w000") == ["n1", "n1"]
+    assert sorted(w["node"] for w in result["workers"]) == ["n1", "n2"]
+    probes = [r for r in job.journal("master") if r.get("type") == "probe"]
+    assert sorted(p["node"] for p in probes) == ["n1", "n2"] and all(p["peak_flops"] > 0 for p in probes)
+    # The trial the killed incarnation left open was closed (as failed) by the next one; the journals are intact.
+    own = job.journal("w000")
+    proposed = {r["trial"] for r in own if r.get("type") == "proposal"}
+    ended = {r["trial"]: r["status"] for r in own if r.get("type") == "trial_end"}
+    assert proposed == set(ended), proposed - set(ended)
+    assert list(ended.values()).count("failed") <= 1, ended
+    _assert_chains_intact(job)
+    report = verify_experiment(job.experiment)
+    assert report.ok, report.problems
+    # At the deadline the master stopped both steps cleanly: no worker was killed by its grace timeout.
+    stops = [r["reason"] for w in ("w000", "w001") for r in job.journal(w) if r.get("type") == "worker_stop"]
+    assert len(stops) == 2, stops
+
+
+def test_time_limit_signal_gives_the_master_time_to_stop_workers_and_report(
+    slurm_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    # A 5 min window in a 10 min job whose limit is then cut to 2 min: the deadline the master computed is now
+    # after the job's end, so only --signal=B:TERM@30 of the script can save the report.
+    job = _submit(tmp_path, "5m", minutes=10)
+    try:
+        start = _window_open(job)
+        _run(["scontrol", "update", f"jobid={job.job_id}", "TimeLimit=2"])
+        end = datetime.fromisoformat(_run(["squeue", "-h", "-j", job.job_id, "-o", "%e"]).stdout.strip()).timestamp()
+        records = _job_records(job, timeout=240)
+    finally:
+        _cancel(job)
+    assert records[job.job_id].state == "COMPLETED", f"{records[job.job_id]}\n{job.output()}"  # not TIMEOUT
+    result = job.result()
+    assert result["end_reason"] == "interrupted by SIGTERM", job.output()
+    assert result["score"]["epochs"] > 0
+    assert result["window"]["t_end"] < float(start["deadline"]) and result["window"]["t_end"] < end
+    # The master stopped the steps gracefully (scancel --signal=TERM): every worker wrote its last line.
+    for worker in ("w000", "w001"):
+        stop = [r for r in job.journal(worker) if r.get("type") == "worker_stop"]
+        assert [r["reason"] for r in stop] == ["received SIGTERM"], (worker, stop)
+    _assert_chains_intact(job)
+
+
+def test_submitit_runs_each_worker_as_a_job_from_the_login_node(slurm_cluster: LocalCluster, tmp_path: Path) -> None:
+    experiment = tmp_path / "exp"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}  # a login node: no allocation
+    argv = [sys.executable, "-m", "aiperf", "run", "--config", str(_config(tmp_path, "60s"))]
+    argv += ["--launcher", "submitit", "--experiment-dir", str(experiment)]
+    done = _proc.run(argv, timeout=420, check=False, env=env, cwd=tmp_path)
+    shown = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, shown
+    job = Job("none", tmp_path, experiment)
+    result = job.result()
+    assert result["validity"]["valid"], f"{result['validity']['rules']}\n{shown}"
+    assert _starts(job, "w000") == ["n1"] and _starts(job, "w001") == ["n2"]
+    # Four jobs: a probe per node, then a worker per node, each pinned to its node; all have ended.
+    folder = experiment / "submitit"
+    ids = sorted((p.name.split("_")[0] for p in folder.glob("*_submission.sh")), key=int)
+    assert len(ids) == 4, ids
+    records = {r.id: r for r in parse_sacct(_run(sacct_argv(ids)).stdout)}
+    for job_id in ids:
+        assert records[job_id].finished, records[job_id]
+    assert [records[i].nodes for i in ids] == [("n1",), ("n2",), ("n1",), ("n2",)]
+    # The worker's log is its job's output, linked from the usual place.
+    log = experiment / "logs" / "w000.log"
+    assert log.is_symlink() and log.resolve().parent == folder.resolve()
+    assert "ready:" in log.read_text()
+    _assert_chains_intact(job)
+
+
+def test_a_node_that_keeps_failing_is_excluded_and_its_worker_moves(
+    slurm_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    job = _submit(tmp_path, "45s", minutes=5)
+    try:
+        _window_open(job)
+        time.sleep(5)
+        # n2 goes down: its step dies, and no step can start there again (the job survives: --no-kill).
+        _run(["scontrol", "update", "nodename=n2", "state=down", "reason=aiperf-test"])
+        _wait("w001 to move", lambda: _starts(job, "w001")[-1:] == ["n1"], 90, job)
+        records = _job_records(job, timeout=180)
+    finally:
+        _cancel(job)
+        _proc.run(["scontrol", "update", "nodename=n2", "state=resume"], timeout=30, check=False)
+        _settle(slurm_cluster)
+    assert records[job.job_id].state == "COMPLETED", job.output()
+    assert _starts(job, "w001") == ["n2", "n1"], job.output()
+    assert _starts(job, "w000") == ["n1"]
+    assert "node n2 failed 3 times: excluded; w001 moves to n1" in job.output()
+    result = job.result()
+    assert result["status"] == "finished" and result["score"]["epochs"] > 0
+    _assert_chains_intact(job)
+
+
+def test_scancel_of_the_whole_job_still_leaves_a_report(slurm_cluster: LocalCluster, tmp_path: Path) -> None:
+    job = _submit(tmp_path, "60s", minutes=5)
+    try:
+        _window_open(job)
+        _wait(
+            "a finished epoch",
+            lambda: any(r.get("type") == "epoch" for w in ("w000", "w001") for r in job.journal(w)),
+            60,
+            job,
+        )
+        time.sleep(2)
+        _run(scancel_argv(job.job_id))
+        records = _job_records(job, timeout=120)
+    finally:
+        _cancel(job)
+        _settle(slurm_cluster)
+    assert records[job.job_id].state == "CANCELLED"
+    # SIGTERM reached the master too; it wrote the report of what had finished within KillWait (5 s here).
+    result = job.result()
+    assert result["end_reason"] == "interrupted by SIGTERM", job.output()
+    assert result["score"]["epochs"] > 0 and result["score"]["flops"] > 0
+    assert (job.experiment / "report.html").stat().st_size > 0
+    assert not result["validity"]["valid"]  # cut short: the window is under the digits minimum
+    _assert_chains_intact(job)
