@@ -15,29 +15,40 @@ Payloads by ``type`` (all times are unix seconds; all image counts are totals ov
 ``experiment_end`` (master)
     ``t_end`` (when the window closed: the deadline, or earlier if stopped), ``reason``.
 ``worker_start`` (worker)
-    ``node``, ``ranks``, ``devices``, ``pid``.
+    ``node``, ``ranks``, ``devices``, ``pid``, ``startup_s`` (seconds from the process's start to this record:
+    imports, data, search state; null where unknown).
 ``heartbeat`` (worker)
     ``trial`` (current trial id or null).
 ``proposal`` (worker, rank 0)
     ``trial`` (id ``<worker>-<n>``), ``parent`` (trial id or null), ``arch`` (canonical architecture JSON, before
     hyperparameters are applied), ``arch_hash``, ``hparams`` (dict), ``epochs`` (budget), ``patience``, ``round``,
-    ``v1_flops_per_image`` ([train, eval] FLOPs per image of the trained graph by AIPerf v1's formulas).
+    ``v1_flops_per_image`` ([train, eval] FLOPs per image of the trained graph by AIPerf v1's formulas),
+    ``history_s`` (seconds spent reading new journal records into the history before proposing) and
+    ``proposal_s`` (seconds spent proposing: search, trained graph, FLOP counts).
 ``trial_start`` (trainer)
     ``trial``, ``trained_hash`` (hash of the graph actually trained), ``train_flops_per_image``,
     ``eval_flops_per_image``, ``params``, ``precision`` (actually used), ``world_size``, ``device``,
-    ``initialization`` (``"scratch"``: freshly initialised weights; anything else makes a run invalid).
+    ``initialization`` (``"scratch"``: freshly initialised weights; anything else makes a run invalid),
+    ``build_s`` (seconds to check and build the model and optimizer) and ``setup_s`` (seconds from the trainer's
+    entry to this record: FLOP counts and ``build_s`` included).
 ``epoch`` (trainer)
     ``trial``, ``epoch`` (1-based), ``t_start``, ``t_end``, ``train_images``, ``eval_images``, ``train_loss``,
     ``eval_loss``, ``top1`` (validation, 0..1), ``lr``, ``images_per_s``, ``precision``,
-    ``train_flops_per_image``, ``eval_flops_per_image``.
+    ``train_flops_per_image``, ``eval_flops_per_image``, ``train_seconds``, ``eval_seconds``, ``loader_s`` (of
+    the epoch, seconds waiting for the first training and the first evaluation batch).
 ``trial_end`` (worker)
     ``trial``, ``status`` (``finished`` | ``failed`` | ``stopped``), ``reason`` (null or one line),
-    ``best_top1``, ``reward`` (the search's reward, possibly a prediction), ``epochs`` (completed).
+    ``best_top1``, ``reward`` (the search's reward, possibly a prediction), ``epochs`` (completed),
+    ``journal_s`` (seconds the worker's main thread spent appending this trial's records, from its proposal to its
+    last epoch).
 ``worker_stop`` (worker)
-    ``reason``.
+    ``reason``, ``journal_s`` (seconds the main thread spent appending records over the worker's life).
 ``probe`` (master)
     ``node``, ``node_host``, ``precision``, ``peak_flops`` (dense GEMM, sum over the node's devices),
     ``per_device_flops``, ``device``, ``device_name``, ``devices``, ``threads``, ``gpus`` (NVML snapshot or null).
+
+Timing fields (``*_s``) are additive diagnostics for the overhead benchmark (bench/bench_duty_cycle.py); readers
+must not require them.
 """
 
 from __future__ import annotations

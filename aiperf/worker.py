@@ -20,6 +20,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -118,6 +119,38 @@ class _Heartbeat(threading.Thread):
         self._done.set()
 
 
+class _TimedJournal:
+    """The main thread's view of the journal: every append is timed, so the worker can report how much of its wall
+    time went into journaling (``journal_s`` on ``trial_end`` and ``worker_stop``). The heartbeat thread writes to
+    the journal directly and is not counted: it does not hold up training."""
+
+    def __init__(self, journal: JournalWriter) -> None:
+        self.journal = journal
+        self.trial_s = 0.0
+        self.total_s = 0.0
+
+    def emit(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        start = time.perf_counter()
+        try:
+            return self.journal.emit(event)
+        finally:
+            spent = time.perf_counter() - start
+            self.trial_s += spent
+            self.total_s += spent
+
+
+def _process_age() -> float | None:
+    """Seconds since this process started (Linux: /proc), so ``worker_start`` can say what start-up cost."""
+    try:
+        with open("/proc/self/stat") as handle:
+            started = int(handle.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as handle:
+            uptime = float(handle.read().split()[0])
+        return round(max(0.0, uptime - started / os.sysconf("SC_CLK_TCK")), 3)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _close_orphaned_trials(journal: JournalWriter, own: list[dict[str, Any]]) -> int:
     """Mark trials this worker proposed but never ended (it crashed) as failed; returns how many."""
     open_trials: dict[str, dict[str, Any]] = {}
@@ -188,6 +221,7 @@ def run_worker(experiment: Path, worker_id: str) -> int:
     )
 
     journal: JournalWriter | None = None
+    timed: _TimedJournal | None = None
     heartbeat: _Heartbeat | None = None
     searcher = history = tail = None
     sink: Any = NullSink()
@@ -205,11 +239,13 @@ def run_worker(experiment: Path, worker_id: str) -> int:
                 "ranks": dist.world_size,
                 "devices": train_cfg.device,
                 "pid": os.getpid(),
+                "startup_s": _process_age(),
             }
         )
         heartbeat = _Heartbeat(journal, stop, config.run.heartbeat_s)
         heartbeat.start()
-        sink = journal
+        timed = _TimedJournal(journal)
+        sink = timed
         spec = load_dataset_spec(config.search.space or ds_cfg.name)
         limits = spec.limits
         if config.search.max_params or config.search.max_forward_flops:
@@ -242,20 +278,25 @@ def run_worker(experiment: Path, worker_id: str) -> int:
         while True:
             message: dict[str, Any]
             if main:
-                assert journal is not None and searcher is not None and history is not None and tail is not None
+                assert timed is not None and searcher is not None and history is not None and tail is not None
                 reason = stop.reason()
                 if reason is not None:
                     message = {"stop": reason}
                 else:
+                    timed.trial_s = 0.0
+                    c0 = time.perf_counter()
                     for record in tail.poll():
                         history.apply(record)
+                    c1 = time.perf_counter()
                     trials_done += 1
                     proposal = searcher.propose(history, trial_id=f"{worker_id}-{trials_done}")
                     trained = proposal.trained_graph()
                     event = proposal.to_event()
                     v1 = flops.aiperf_v1_flops(trained)
                     event["v1_flops_per_image"] = [v1.training, v1.forward]
-                    journal.emit(event)
+                    event["history_s"] = round(c1 - c0, 6)
+                    event["proposal_s"] = round(time.perf_counter() - c1, 6)
+                    timed.emit(event)
                     message = {
                         "trial": proposal.trial_id,
                         "graph": trained.to_json(),
@@ -282,10 +323,10 @@ def run_worker(experiment: Path, worker_id: str) -> int:
             )
             result = train_trial(trial_spec, dataset, train_cfg, sink, should_stop=stop, dist=dist)
             if main:
-                assert journal is not None
+                assert timed is not None
                 curve = [e.top1 for e in result.epochs]
                 reward = trial_reward(curve, trial_spec.epochs) if curve and result.status != "failed" else None
-                journal.emit(
+                timed.emit(
                     {
                         "type": "trial_end",
                         "trial": trial_spec.trial_id,
@@ -294,6 +335,7 @@ def run_worker(experiment: Path, worker_id: str) -> int:
                         "best_top1": result.best_top1 or 0.0,
                         "reward": reward,
                         "epochs": len(result.epochs),
+                        "journal_s": round(timed.trial_s, 6),
                     }
                 )
                 _log(
@@ -317,7 +359,13 @@ def run_worker(experiment: Path, worker_id: str) -> int:
             heartbeat.finish()
         if journal is not None:
             try:
-                journal.emit({"type": "worker_stop", "reason": stop.reason() or ("error" if status else "done")})
+                journal.emit(
+                    {
+                        "type": "worker_stop",
+                        "reason": stop.reason() or ("error" if status else "done"),
+                        "journal_s": None if timed is None else round(timed.total_s, 6),
+                    }
+                )
             except AiperfError:
                 pass
             journal.close()

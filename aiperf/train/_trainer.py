@@ -252,6 +252,7 @@ class _Run:
         should_stop: Callable[[], bool],
         ctx: DistContext,
     ) -> None:
+        self.created = time.perf_counter()
         self.spec, self.ds, self.cfg, self.sink, self.should_stop, self.ctx = spec, ds, cfg, sink, should_stop, ctx
         self.hp: TrainHparams = spec.train_hparams
         self.device = _device_for(cfg, ctx)
@@ -265,6 +266,8 @@ class _Run:
         self.precision: ResolvedPrecision | None = None
         self.observed: str | None = None
         self.model: nn.Module | None = None
+        self.build_s = 0.0
+        self.loader_s = 0.0  # this epoch's wait for the first training and the first evaluation batch
 
     # -- set-up ------------------------------------------------------------------------------------------------
     def check(self) -> None:
@@ -376,6 +379,8 @@ class _Run:
                 "dataset": self.ds.name,
                 "epochs": self.spec.epochs,
                 "patience": self.spec.patience,
+                "build_s": round(self.build_s, 6),
+                "setup_s": round(time.perf_counter() - self.created, 6),
             }
         )
 
@@ -405,9 +410,12 @@ class _Run:
         lr = groups[0]["lr"]
         self.train_model.train()
         self.step = 0
+        waiting = time.perf_counter()
         with contextlib.closing(guard):
             for batch, y in batches:
                 self.step += 1
+                if self.step == 1:
+                    self.loader_s += time.perf_counter() - waiting
                 x = batch.contiguous(memory_format=self.memory_format)
                 new_lr = learning_rate(
                     self.global_step, self.total_steps, self.warmup_steps, self.hp.learning_rate, self.hp.lr_schedule
@@ -481,8 +489,11 @@ class _Run:
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)
         images = 0
         self.eval_model.eval()
+        waiting = time.perf_counter()
         with contextlib.closing(guard):
             for step, (batch, y) in enumerate(batches, 1):
+                if step == 1:
+                    self.loader_s += time.perf_counter() - waiting
                 n = y.shape[0]
                 if n:
                     x = batch.contiguous(memory_format=self.memory_format)
@@ -504,6 +515,7 @@ class _Run:
         t0 = time.perf_counter()
         self.check()
         self.build()
+        self.build_s = time.perf_counter() - t0
         assert self.precision is not None
         best: float | None = None
         since_best = 0
@@ -512,6 +524,7 @@ class _Run:
             self.start_event()
             for epoch in range(1, self.spec.epochs + 1):
                 self.epoch = epoch
+                self.loader_s = 0.0
                 t_start = time.time()
                 c0 = time.perf_counter()
                 loss_sum, train_images, lr = self.train_epoch()
@@ -556,6 +569,7 @@ class _Run:
                         **{k: getattr(stats, k) for k in EpochStats.__dataclass_fields__},
                         "train_flops_per_image": self.train_flops,
                         "eval_flops_per_image": self.eval_flops,
+                        "loader_s": round(self.loader_s, 6),
                     }
                 )
                 if best is None or top1 > best:
