@@ -1,10 +1,15 @@
 """Data-parallel set-up: which rank this process is, the process group, and the few collectives the trainer needs.
 
 Ranks are read from torchrun's variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
-``MASTER_PORT``) or, failing those, from SLURM's (``SLURM_PROCID``, ``SLURM_NTASKS``, ``SLURM_LOCALID``, the first
-host of ``SLURM_STEP_NODELIST`` as the master). :func:`rank_environment` and :func:`first_host` are pure functions of
-the environment, tested on tables. Torch DDP uses gloo on CPUs and NCCL on GPUs; Horovod is imported only when it
-is chosen. A world of one needs no process group at all.
+``MASTER_PORT``), else from an MPI launcher's (Open MPI's ``OMPI_COMM_WORLD_*``; MPICH and Intel MPI's ``PMI_RANK``,
+``PMI_SIZE``, ``MPI_LOCALRANKID``, ``MPI_LOCALNRANKS``), else from SLURM's (``SLURM_PROCID``, ``SLURM_NTASKS``,
+``SLURM_LOCALID``, the first host of ``SLURM_STEP_NODELIST`` as the master). MPI comes before SLURM because an
+``mpirun`` inside an allocation starts its ranks through SLURM steps whose ``SLURM_PROCID`` is the node's, not the
+rank's. Under MPI the rendezvous (rank 0's host and a free port) is agreed through mpi4py when it is installed
+(:func:`mpi_rendezvous`); without it, a world on one node meets on 127.0.0.1 at a port derived from the MPI job id.
+:func:`rank_environment` and :func:`first_host` are pure functions of the environment, tested on tables. Torch DDP
+uses gloo on CPUs and NCCL on GPUs; Horovod is imported only when it is chosen. A world of one needs no process group
+at all.
 
 Nothing is pickled between ranks: :func:`broadcast_json` sends JSON bytes in a uint8 tensor (length first), because
 torch's object collectives unpickle what they receive.
@@ -14,6 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,12 +38,15 @@ __all__ = [
     "broadcast_json",
     "first_host",
     "init_distributed",
+    "mpi_rendezvous",
     "rank_environment",
     "shutdown_distributed",
 ]
 
 _PORT_BASE = 10_000  # SLURM-derived ports stay in 10000..29999, below Linux's ephemeral range (32768+)
 _PORT_SPAN = 20_000
+_MPI_JOB_VARIABLES = ("OMPI_MCA_ess_base_jobid", "PMIX_NAMESPACE", "PMI_JOBID")  # Open MPI 4, PMIx (Open MPI 5), PMI
+_RENDEZVOUS_BYTES = 512  # rank 0's host and port as JSON, in a fixed-size MPI byte buffer
 
 
 @dataclass(frozen=True)
@@ -68,7 +79,11 @@ class DistContext:
 
 @dataclass(frozen=True)
 class RankEnv:
-    """Rank facts read from the environment; ``source`` is ``torchrun``, ``slurm`` or ``single``."""
+    """Rank facts read from the environment; ``source`` is ``torchrun``, ``mpi``, ``slurm`` or ``single``.
+
+    Under MPI, ``master_addr`` is empty when the ranks span several nodes and nothing names rank 0's host: then
+    :func:`mpi_rendezvous` asks rank 0 (through mpi4py).
+    """
 
     rank: int
     world_size: int
@@ -117,7 +132,11 @@ def _int(environ: Mapping[str, str], name: str) -> int:
 def rank_environment(
     environ: Mapping[str, str], master_addr: str | None = None, master_port: int | None = None
 ) -> RankEnv:
-    """Read the rank layout from torchrun's variables, else SLURM's, else a world of one.
+    """Read the rank layout from torchrun's variables, else an MPI launcher's, else SLURM's, else a world of one.
+
+    Under MPI the master is ``master_addr``, else ``MASTER_ADDR``, else 127.0.0.1 when every rank is on one node
+    (else empty: :func:`mpi_rendezvous` asks rank 0); the port is ``master_port``, else ``MASTER_PORT``, else derived
+    from the MPI job id (``OMPI_MCA_ess_base_jobid``, ``PMIX_NAMESPACE`` or ``PMI_JOBID``).
 
     For SLURM the master is ``master_addr``, else ``MASTER_ADDR``, else the first host of ``SLURM_STEP_NODELIST``
     (or ``SLURM_JOB_NODELIST``); the port is ``master_port``, else ``MASTER_PORT``, else derived from the job and
@@ -131,6 +150,17 @@ def rank_environment(
         addr = master_addr or environ.get("MASTER_ADDR", "127.0.0.1")
         port = master_port or (_int(environ, "MASTER_PORT") if "MASTER_PORT" in environ else 29500)
         source = "torchrun"
+    elif (mpi := _mpi_ranks(environ)) is not None:
+        rank, world, local, local_world = mpi
+        addr = master_addr or environ.get("MASTER_ADDR") or ("127.0.0.1" if local_world >= world else "")
+        if master_port:
+            port = master_port
+        elif "MASTER_PORT" in environ:
+            port = _int(environ, "MASTER_PORT")
+        else:
+            mpi_job = next((environ[v] for v in _MPI_JOB_VARIABLES if environ.get(v)), "")
+            port = _PORT_BASE + zlib.crc32(mpi_job.encode()) % _PORT_SPAN
+        source = "mpi"
     elif "SLURM_PROCID" in environ and "SLURM_NTASKS" in environ:
         world = _int(environ, "SLURM_NTASKS")
         rank = _int(environ, "SLURM_PROCID")
@@ -162,6 +192,82 @@ def rank_environment(
     return RankEnv(rank, world, local, max(1, local_world), addr, port, source)
 
 
+def _mpi_ranks(environ: Mapping[str, str]) -> tuple[int, int, int, int] | None:
+    """(rank, world size, local rank, local world size) from Open MPI's or MPICH/Intel MPI's variables, or None."""
+    for names in (
+        ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE"),
+        ("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", "MPI_LOCALNRANKS"),
+    ):
+        if names[0] in environ and names[1] in environ and names[2] in environ:
+            local_world = _int(environ, names[3]) if names[3] in environ else 1
+            return _int(environ, names[0]), _int(environ, names[1]), _int(environ, names[2]), local_world
+    return None
+
+
+def mpi_rendezvous(env: RankEnv, *, port_given: bool = False) -> RankEnv:
+    """Agree on the rendezvous of an MPI-started world through mpi4py: rank 0's host and a port free on it.
+
+    Rank 0 names its host (``127.0.0.1`` when every rank is on its node) and, unless ``port_given``, a port the
+    kernel just gave it, and broadcasts both as JSON in a byte buffer (mpi4py's lower-case collectives would
+    pickle). MPI is finalised again at once: training talks over gloo or NCCL, and an MPI library left initialised
+    can object to the ``fork`` of data-loading processes. Without mpi4py, ``env`` is returned as it is when it
+    names a master (one node: 127.0.0.1 at a port derived from the job id, or ``MASTER_ADDR``/``MASTER_PORT``).
+
+    Raises:
+        ConfigError: the ranks span several nodes, no ``MASTER_ADDR`` is set and mpi4py is not installed.
+        TrainError: mpi4py sees another world than the environment describes.
+    """
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        if not env.master_addr:
+            raise ConfigError(
+                "MPI ranks on several nodes need mpi4py to find rank 0 (pip install 'aiperf[mpi]') or MASTER_ADDR "
+                "exported to every rank (mpirun -x MASTER_ADDR=<host of rank 0>)"
+            ) from None
+        return env
+    import numpy as np
+
+    comm = MPI.COMM_WORLD
+    if (comm.Get_rank(), comm.Get_size()) != (env.rank, env.world_size):
+        raise TrainError(
+            f"MPI says rank {comm.Get_rank()} of {comm.Get_size()}, the environment rank {env.rank} of "
+            f"{env.world_size}: start the ranks with mpirun itself"
+        )
+    buffer = np.zeros(_RENDEZVOUS_BYTES, dtype=np.uint8)
+    if env.rank == 0:
+        addr = env.master_addr or socket.getfqdn()
+        port = env.master_port if port_given else _free_port()
+        text = json.dumps({"addr": addr, "port": port}).encode()
+        buffer[: len(text)] = np.frombuffer(text, dtype=np.uint8)
+    comm.Bcast([buffer, MPI.BYTE], root=0)
+    MPI.Finalize()
+    agreed = json.loads(bytes(buffer).rstrip(b"\0").decode())
+    return RankEnv(
+        env.rank, env.world_size, env.local_rank, env.local_world_size, agreed["addr"], int(agreed["port"]), "mpi"
+    )
+
+
+def _free_port() -> int:
+    """A TCP port the kernel considers free now (the gloo/NCCL store binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
+
+
+def _sigusr1_as_sigterm() -> None:
+    """Under mpirun, turn a forwarded SIGUSR1 into SIGTERM for this process, if SIGUSR1 is not handled yet.
+
+    ``mpirun`` forwards SIGUSR1 to every rank but answers SIGTERM by killing the ranks two seconds later (Open MPI
+    4.1), so SIGUSR1 is how a launcher asks MPI ranks to stop cleanly: each rank then runs its own SIGTERM handler.
+    """
+    try:
+        if signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL:
+            signal.signal(signal.SIGUSR1, lambda signum, frame: os.kill(os.getpid(), signal.SIGTERM))
+    except ValueError:  # not the main thread: leave signals to the program
+        pass
+
+
 def _pick_device(device: str, local_rank: int) -> torch.device:
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"device must be auto, cpu or cuda, got {device!r}")
@@ -183,7 +289,7 @@ def init_distributed(
     timeout_s: float = 1800.0,
     environ: Mapping[str, str] | None = None,
 ) -> DistContext:
-    """Join the data-parallel world this process was started in (torchrun, srun, horovodrun, or none).
+    """Join the data-parallel world this process was started in (torchrun, mpirun, srun, horovodrun, or none).
 
     Args:
         backend: ``ddp`` (torch.distributed: gloo on CPU, NCCL on GPU) or ``horovod`` (imported only here).
@@ -192,6 +298,9 @@ def init_distributed(
         timeout_s: how long collectives wait for a missing rank before failing.
         environ: the environment to read (default ``os.environ``).
     """
+    source_env = os.environ if environ is None else environ
+    if _mpi_ranks(source_env) is not None:
+        _sigusr1_as_sigterm()
     if backend == "horovod":
         try:
             import horovod.torch as hvd
@@ -204,7 +313,9 @@ def init_distributed(
         return DistContext(hvd.rank(), hvd.size(), hvd.local_rank(), hvd.local_size(), "horovod", str(dev))
     if backend != "ddp":
         raise ConfigError(f"backend must be 'ddp' or 'horovod', got {backend!r}")
-    env = rank_environment(os.environ if environ is None else environ, master_addr, master_port)
+    env = rank_environment(source_env, master_addr, master_port)
+    if env.source == "mpi" and env.world_size > 1:
+        env = mpi_rendezvous(env, port_given=bool(master_port) or "MASTER_PORT" in source_env)
     dev = _pick_device(device, env.local_rank)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
