@@ -96,6 +96,7 @@ class Master:
     # -- lifecycle -----------------------------------------------------------------------------------------------
     def start_new(self) -> None:
         """Create the directory, save the config, probe, and open the window (records t0 and the deadline)."""
+        from aiperf.datasets import DatasetCheck
         from aiperf.report import environment
         from aiperf.search import load_dataset_spec
 
@@ -118,8 +119,13 @@ class Master:
             self.journal.emit(probe)
             peak = probe["peak_flops"] / 1e9
             self.say(f"  {probe['node']}: {probe['device_name']} x{probe['devices']}: {peak:,.1f} GFLOP/s")
+        # The quick dataset check overlaps the workers' start-up; what it finds makes the run invalid (score.validity).
+        dataset_check = DatasetCheck.start(self.config.dataset)
         self._launch_all()
         self._wait_ready()
+        check = dataset_check.result()
+        if check.level != "none":
+            self.say(f"dataset check: {check.headline()}")
         self.t0 = time.time()
         self.deadline = self.t0 + self.config.run.duration_s
         allocation_end = self.launcher.deadline_limit()
@@ -137,6 +143,8 @@ class Master:
                 "environment": environment(),
                 "launcher": self.launcher.name,
                 "workers": self.config.run.workers,
+                "dataset_problems": list(check.problems),
+                "dataset_check": check.summary(),
             }
         )
 
