@@ -79,6 +79,7 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, object]:
         "dataset.path": args.data_path,
         "train.precision": args.precision,
         "train.device": args.device,
+        "run.hosts": [h.strip() for h in args.hosts.split(",") if h.strip()] if args.hosts else None,
     }
 
 
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--precision", help="bf16 | fp16 | tf32 | fp32")
     run.add_argument("--device", help="auto | cpu | cuda")
     run.add_argument("--launcher", help="local | slurm | submitit | mpi")
+    run.add_argument("--hosts", help="hosts of the mpi launcher, comma-separated: n1,n2 or n1:4,n2:4 (ranks each)")
     run.add_argument("--seed", type=int, help="search seed")
     run.add_argument("--experiment-dir", help="where the experiment goes (default: reports/<dataset>-<time>)")
     run.add_argument("--resume", metavar="DIR", help="continue the interrupted experiment in DIR")

@@ -1,4 +1,4 @@
-"""Launchers that start and supervise workers: local processes, SLURM steps, submitit.
+"""Launchers that start and supervise workers: local processes, SLURM steps, submitit jobs, mpirun jobs.
 
 The SLURM text (sbatch scripts, sbatch/srun command lines) and the readers of sinfo/squeue/sacct output are pure
 functions from :mod:`aiperf.launch._slurm`; the commands themselves run through :mod:`aiperf._proc`.
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from aiperf.errors import LaunchError
 from aiperf.launch._base import Launcher, WorkerHandle, WorkerSpec, worker_argv
 from aiperf.launch._local import LocalLauncher, LocalWorker
+from aiperf.launch._mpi import MpiLauncher, MpiWorker, hosts_from_environment, mpirun_argv, parse_hosts
 from aiperf.launch._slurm import (
     FINISHED_STATES,
     SBATCH_OPTIONS,
@@ -62,6 +63,11 @@ __all__ = [
     "StepLayout",
     "MIN_REPORT_MARGIN_S",
     "step_environment",
+    "MpiLauncher",
+    "MpiWorker",
+    "mpirun_argv",
+    "parse_hosts",
+    "hosts_from_environment",
     "SubmititLauncher",
     "SubmititWorker",
     "submitit_parameters",
@@ -100,7 +106,8 @@ def create_launcher(config: Config, experiment: Path | None = None) -> Launcher:
     """The launcher ``[run] launcher`` names, set up from the config.
 
     ``slurm`` must run inside an allocation (``sbatch slurm/aiperf.sbatch``); ``submitit`` needs the experiment
-    directory, where submitit keeps its job files.
+    directory, where submitit keeps its job files; ``mpi`` needs ``[run] hosts`` (or a PBS/LSF job's host file)
+    and Open MPI's ``mpirun``.
     """
     name = config.run.launcher
     if name == "local":
@@ -113,4 +120,6 @@ def create_launcher(config: Config, experiment: Path | None = None) -> Launcher:
         if experiment is None:
             raise LaunchError("launcher 'submitit' needs the experiment directory: set [run] experiment_dir")
         return SubmititLauncher(config, experiment)
-    raise LaunchError(f"launcher {name!r} is not available yet (use launcher = 'local', 'slurm' or 'submitit')")
+    if name == "mpi":
+        return MpiLauncher(config)
+    raise LaunchError(f"launcher {name!r} is not available (use launcher = 'local', 'slurm', 'submitit' or 'mpi')")
