@@ -133,6 +133,68 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    """``aiperf data check|prepare``: a dataset against its rules, or a faster-loading copy of ImageNet."""
+    from aiperf.datasets import check_dataset, format_check
+
+    if args.data_command == "check":
+        report = check_dataset(args.name, args.path, full=args.full, jobs=args.jobs)
+        print(json.dumps(report.to_json(), indent=1) if args.json else format_check(report, show=args.show))
+        return 0 if report.ok else 1
+    return _prepare_data(args)
+
+
+def _prepare_data(args: argparse.Namespace) -> int:
+    """Write the resized copy, then time one epoch's read of the source and of the copy, side by side."""
+    from aiperf.datasets import compare_reads, prepare_imagenet
+
+    if args.name != "imagenet":
+        raise AiperfError(f"prepare is for imagenet only: {args.name} is read into memory whole, nothing to gain")
+    shown = [-1]
+
+    def progress(done: int, total: int) -> None:
+        percent = 100 * done // max(1, total)
+        if percent >= shown[0] + 5 or done == total:
+            shown[0] = percent
+            print(f"prepare: {done:,}/{total:,} files ({percent}%)", file=sys.stderr, flush=True)
+
+    report = prepare_imagenet(
+        args.path,
+        args.out,
+        short_side=args.short_side,
+        image_size=args.image_size,
+        quality=args.quality,
+        jobs=args.jobs,
+        progress=progress,
+    )
+    ratio = report.bytes_out / report.bytes_in if report.bytes_in else 1.0
+    print(f"copy        {report.out} (shorter side {report.short_side}, JPEG quality {report.quality})")
+    print(f"files       {report.files:,}: {report.resized:,} resized, {report.copied:,} copied as they were, "
+          f"{report.skipped:,} already there, {len(report.failed):,} undecodable (copied as they were)")  # fmt: skip
+    print(f"bytes       {report.bytes_in / 1e6:,.1f} MB -> {report.bytes_out / 1e6:,.1f} MB ({ratio:.0%}) in "
+          f"{report.seconds:.1f} s")  # fmt: skip
+    for path, reason in report.failed[: args.show]:
+        print(f"undecodable {path}: {reason}")
+    if args.measure_images < 0:
+        return 0
+    import torch
+
+    torch.set_num_threads(1)  # decoding is what is measured; one thread per reading process, as in training
+    source, copy = compare_reads(
+        [report.source, report.out],
+        repeats=2,
+        image_size=args.image_size,
+        images=args.measure_images,
+        workers=args.read_workers,
+    )
+    print(f"read        {source.images:,} training images as training reads them, {args.read_workers} loader "
+          "worker(s), best of 2 interleaved reads:")  # fmt: skip
+    for label, speed in (("source", source), ("copy", copy)):
+        print(f"  {label:<9} {speed.images_per_s:,.0f} images/s ({speed.seconds:.2f} s for {speed.images:,} images)")
+    print(f"speed-up    {source.seconds / copy.seconds:.2f}x faster to read on this machine")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aiperf", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"aiperf {__version__}")
@@ -178,6 +240,36 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--seconds", type=float, default=1.0)
     probe.add_argument("--json", action="store_true", help="print the probe record as JSON")
     probe.set_defaults(handler=_cmd_probe)
+
+    data = sub.add_parser("data", help="check a dataset against its rules, or prepare a faster-loading ImageNet copy")
+    actions = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    check = actions.add_parser("check", help="check a dataset folder: exit status 0 if it passes, 1 if not")
+    check.add_argument("name", choices=["imagenet", "cifar10", "digits"])
+    check.add_argument("--path", help="the dataset's folder (imagenet: with train/ and val/; cifar10: the batches)")
+    check.add_argument("--full", action="store_true", help="decode every image / read every batch (slow)")
+    check.add_argument("--jobs", type=int, default=0, help="parallel readers (default: one per CPU)")
+    check.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    check.add_argument("--show", type=int, default=20, help="bad files to list (default 20)")
+    check.set_defaults(handler=_cmd_data)
+    prepare = actions.add_parser(
+        "prepare", help="write a copy of ImageNet with smaller JPEGs that loads faster, and measure how much faster"
+    )
+    prepare.add_argument("name", choices=["imagenet"])
+    prepare.add_argument("--path", required=True, help="the ImageNet folder (train/ and val/)")
+    prepare.add_argument("--out", required=True, help="where the copy goes (same layout and file names)")
+    prepare.add_argument("--image-size", type=int, default=224, help="the run's [dataset] image_size (default 224)")
+    prepare.add_argument("--short-side", type=int, help="shorter side of the copies (default: image size / 0.875)")
+    prepare.add_argument("--quality", type=int, default=90, help="JPEG quality (default 90)")
+    prepare.add_argument("--jobs", type=int, default=0, help="parallel converters (default: one per CPU)")
+    prepare.add_argument(
+        "--measure-images",
+        type=int,
+        default=5000,
+        help="training images read to measure the speed-up (0: a whole epoch; -1: do not measure; default 5000)",
+    )
+    prepare.add_argument("--read-workers", type=int, default=0, help="loader processes while measuring (default 0)")
+    prepare.add_argument("--show", type=int, default=20, help="undecodable files to list (default 20)")
+    prepare.set_defaults(handler=_cmd_data)
 
     arch = sub.add_parser("arch", help="show an architecture: a JSON file (aiperf or NNI format) or a seed name")
     arch.add_argument("source", help="path to a JSON file, or a seed name such as resnet50")
