@@ -32,7 +32,7 @@ if TYPE_CHECKING:
         rank_environment,
         shutdown_distributed,
     )
-    from aiperf.train._trainer import learning_rate, resolve_precision, train_trial
+    from aiperf.train._trainer import learning_rate, resolve_precision, train_trial, warm_up
 
 __all__ = [
     # datasets
@@ -51,6 +51,7 @@ __all__ = [
     "learning_rate",
     "resolve_precision",
     "train_trial",
+    "warm_up",
     # distribution
     "DistContext",
     "broadcast_json",
@@ -75,6 +76,7 @@ _LAZY = {
     "learning_rate": "_trainer",
     "resolve_precision": "_trainer",
     "train_trial": "_trainer",
+    "warm_up": "_trainer",
 }
 
 

@@ -38,7 +38,7 @@ from aiperf.train._config import EpochStats, TrainConfig, TrainHparams, TrainRes
 from aiperf.train._data import Dataset, shard_batches
 from aiperf.train._dist import Collectives, DistContext
 
-__all__ = ["ResolvedPrecision", "learning_rate", "resolve_precision", "train_trial"]
+__all__ = ["ResolvedPrecision", "learning_rate", "resolve_precision", "train_trial", "warm_up"]
 
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -623,6 +623,27 @@ def _device_for(cfg: TrainConfig, ctx: DistContext) -> torch.device:
             raise TrainError("TrainConfig.device is 'cuda' but torch sees no CUDA device (use 'cpu' or 'auto')")
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def warm_up(ds: Dataset, cfg: TrainConfig, dist: DistContext | None = None) -> float:
+    """Pay a process's one-time costs before the benchmark window opens; returns the seconds it took.
+
+    A worker's first trial used to carry them inside the window (measured on this project's CPU machine with
+    bench/bench_duty_cycle.py): building the first optimizer imports ``torch._dynamo`` (1.5-2.5 s), the precision
+    probe initialises the device's half-precision kernels, and an in-memory dataset is generated or copied to the
+    device on its first batch (0.2 s for 4,096 CIFAR-shaped synthetic images). This trains nothing, emits nothing
+    and leaves no state behind but those caches, so every trial still starts from scratch.
+    """
+    start = time.perf_counter()
+    ctx = dist or DistContext()
+    device = _device_for(cfg, ctx)
+    torch.optim.SGD([torch.zeros(1, device=device, requires_grad=True)], lr=0.1)
+    resolve_precision(cfg.precision, device)
+    for split in (ds.train, ds.val):
+        if len(split) and not split.uses_workers:  # file-backed splits start their loaders per epoch anyway
+            batches = split.batches([np.arange(min(2, len(split)))], device, train=False, seed=0)
+            next(iter(batches), None)
+    return time.perf_counter() - start
 
 
 def train_trial(
