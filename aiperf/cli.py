@@ -171,8 +171,9 @@ def _prepare_data(args: argparse.Namespace) -> int:
     print(f"copy        {report.out} (shorter side {report.short_side}, JPEG quality {report.quality})")
     print(f"files       {report.files:,}: {report.resized:,} resized, {report.copied:,} copied as they were, "
           f"{report.skipped:,} already there, {len(report.failed):,} undecodable (copied as they were)")  # fmt: skip
-    print(f"bytes       {report.bytes_in / 1e6:,.1f} MB -> {report.bytes_out / 1e6:,.1f} MB ({ratio:.0%}) in "
-          f"{report.seconds:.1f} s")  # fmt: skip
+    if report.bytes_in:
+        print(f"bytes       {report.bytes_in / 1e6:,.1f} MB -> {report.bytes_out / 1e6:,.1f} MB ({ratio:.0%}) in "
+              f"{report.seconds:.1f} s")  # fmt: skip
     for path, reason in report.failed[: args.show]:
         print(f"undecodable {path}: {reason}")
     if args.measure_images < 0:
@@ -190,8 +191,10 @@ def _prepare_data(args: argparse.Namespace) -> int:
     print(f"read        {source.images:,} training images as training reads them, {args.read_workers} loader "
           "worker(s), best of 2 interleaved reads:")  # fmt: skip
     for label, speed in (("source", source), ("copy", copy)):
-        print(f"  {label:<9} {speed.images_per_s:,.0f} images/s ({speed.seconds:.2f} s for {speed.images:,} images)")
-    print(f"speed-up    {source.seconds / copy.seconds:.2f}x faster to read on this machine")
+        print(f"  {label:<9} {speed.images_per_s:,.0f} images/s ({speed.seconds:.2f} s, {speed.cpu_seconds:.2f} s of "
+              f"CPU for {speed.images:,} images of {speed.bytes / 1e6:,.1f} MB)")  # fmt: skip
+    print(f"speed-up    {source.seconds / copy.seconds:.2f}x faster to read on this machine "
+          f"({source.cpu_seconds / max(copy.cpu_seconds, 1e-9):.2f}x less CPU per image)")  # fmt: skip
     return 0
 
 

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import random
+import resource
 import shutil
 import threading
 import time
@@ -76,7 +77,11 @@ class PrepareReport:
 
 @dataclass(frozen=True)
 class ReadSpeed:
-    """One timed read of ``images`` training images through the loader (best of ``repeats``)."""
+    """One timed read of ``images`` training images through the loader (best of ``repeats``).
+
+    ``cpu_seconds`` is the CPU time the read cost, this process's and its finished loader processes' together: on a
+    shared machine it moves less with other people's load than the wall time ``seconds`` does.
+    """
 
     path: str
     images: int
@@ -84,6 +89,7 @@ class ReadSpeed:
     bytes: int
     repeats: int = 1
     all_seconds: tuple[float, ...] = field(default=())
+    cpu_seconds: float = 0.0
 
     @property
     def images_per_s(self) -> float:
@@ -250,14 +256,24 @@ def measure_read(
     files = [split.samples[i][0] for i in chosen]
     size = sum(os.path.getsize(f) for f in files)
     plan = [np.asarray(chosen[i : i + batch_size], dtype=np.int64) for i in range(0, len(chosen), batch_size)]
+    cpu_before = _cpu_seconds()
     started = time.perf_counter()
     seen = 0
-    for batch, _ in split.batches(plan, torch.device("cpu"), train=True, seed=seed, workers=workers):
+    batches = split.batches(plan, torch.device("cpu"), train=True, seed=seed, workers=workers)
+    for batch, _ in batches:
         seen += int(batch.shape[0])
     seconds = time.perf_counter() - started
+    del batches  # the loader's processes end and are reaped here, so their CPU time is counted
+    cpu = _cpu_seconds() - cpu_before
     if seen != len(chosen):
         raise DataError(f"read {seen} images of {path}, expected {len(chosen)}")
-    return ReadSpeed(str(path), seen, seconds, size, 1, (seconds,))
+    return ReadSpeed(str(path), seen, seconds, size, 1, (seconds,), cpu)
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its reaped children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def compare_reads(paths: Sequence[str | Path], repeats: int = 2, **options: Any) -> list[ReadSpeed]:
@@ -267,12 +283,14 @@ def compare_reads(paths: Sequence[str | Path], repeats: int = 2, **options: Any)
     a shared machine: the ratio of two such figures is what to quote, not either figure alone.
     """
     times: list[list[float]] = [[] for _ in paths]
+    cpu: list[list[float]] = [[] for _ in paths]
     last: list[ReadSpeed] = []
     for _ in range(max(1, repeats)):
         last = [measure_read(p, **options) for p in paths]
         for i, speed in enumerate(last):
             times[i].append(speed.seconds)
+            cpu[i].append(speed.cpu_seconds)
     return [
-        ReadSpeed(speed.path, speed.images, min(times[i]), speed.bytes, len(times[i]), tuple(times[i]))
+        ReadSpeed(speed.path, speed.images, min(times[i]), speed.bytes, len(times[i]), tuple(times[i]), min(cpu[i]))
         for i, speed in enumerate(last)
     ]
