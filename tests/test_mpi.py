@@ -117,11 +117,12 @@ def test_host_lists_from_the_config_pbs_and_lsf(tmp_path):
     assert parse_nodefile("n1\nn1\nn2\n# comment\n\nn1\n") == [HostSlots("n1", 3), HostSlots("n2", 1)]
     nodefile = tmp_path / "nodes"
     nodefile.write_text("gpu01\ngpu01\ngpu02\ngpu02\n")
-    assert hosts_from_environment({"PBS_NODEFILE": str(nodefile)}) == [HostSlots("gpu01", 2), HostSlots("gpu02", 2)]
-    assert hosts_from_environment({"LSB_DJOB_HOSTFILE": str(nodefile)})[1] == HostSlots("gpu02", 2)
+    # A batch system's slots are CPU slots (Torque's ppn=64 lists a node 64 times), not ranks: names only.
+    assert hosts_from_environment({"PBS_NODEFILE": str(nodefile)}) == [HostSlots("gpu01"), HostSlots("gpu02")]
+    assert hosts_from_environment({"LSB_DJOB_HOSTFILE": str(nodefile)})[1] == HostSlots("gpu02")
     assert hosts_from_environment({"LSB_MCPU_HOSTS": "hostA 4 hostB 8"}) == [
-        HostSlots("hostA", 4),
-        HostSlots("hostB", 8),
+        HostSlots("hostA"),
+        HostSlots("hostB"),
     ]
     assert hosts_from_environment({}) == []
     with pytest.raises(LaunchError, match="LSB_MCPU_HOSTS"):

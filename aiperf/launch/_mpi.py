@@ -10,9 +10,10 @@ their rank, local rank and rendezvous from Open MPI's variables and mpi4py (:mod
 ``mpirun ... python -m aiperf worker DIR --worker-id w000`` also works by hand.
 
 Hosts come from ``[run] hosts`` (``["n1", "n2:4"]``: ``:N`` sets the ranks on that host), else from the batch
-system's host file: PBS's ``$PBS_NODEFILE``, LSF's ``$LSB_DJOB_HOSTFILE`` or ``$LSB_MCPU_HOSTS`` (one entry per slot;
-the slots of a host become its ranks). Each host is probed first with ``mpirun -np 1 -H host aiperf probe --json``,
-all hosts at once; a host whose probe fails is excluded. The probe's device count sets one rank per GPU.
+system's host list: PBS's ``$PBS_NODEFILE``, LSF's ``$LSB_DJOB_HOSTFILE`` or ``$LSB_MCPU_HOSTS``. Only the host names
+are taken from those: their slot counts are CPU slots (a Torque ``ppn=64`` lists a node 64 times), not ranks. Each
+host is probed first with ``mpirun -np 1 -H host aiperf probe --json``, all hosts at once; a host whose probe fails
+is excluded. The probe's device count sets one rank per GPU.
 
 Signals, measured with Open MPI 4.1: ``mpirun`` answers SIGTERM by sending SIGTERM to every rank and SIGKILL about a
 second later, but forwards SIGUSR1 untouched. So :meth:`MpiWorker.terminate` sends SIGUSR1 (each rank turns it into
@@ -140,7 +141,8 @@ def parse_nodefile(text: str) -> list[HostSlots]:
 
 def hosts_from_environment(environ: Mapping[str, str]) -> list[HostSlots]:
     """The hosts a PBS or LSF job was given: ``$PBS_NODEFILE``, ``$LSB_DJOB_HOSTFILE`` or ``$LSB_MCPU_HOSTS``
-    (``"hostA 4 hostB 4"``); an empty list outside such a job.
+    (``"hostA 4 hostB 4"``), in order, without slot counts (ranks follow the GPUs, see :func:`plan_layout`); an
+    empty list outside such a job.
 
     Raises:
         LaunchError: the variable names a file that cannot be read, or ``LSB_MCPU_HOSTS`` is malformed.
@@ -148,14 +150,14 @@ def hosts_from_environment(environ: Mapping[str, str]) -> list[HostSlots]:
     for name in ("PBS_NODEFILE", "LSB_DJOB_HOSTFILE"):
         if environ.get(name):
             try:
-                return parse_nodefile(Path(environ[name]).read_text())
+                return [HostSlots(h.host) for h in parse_nodefile(Path(environ[name]).read_text())]
             except OSError as exc:
                 raise LaunchError(f"cannot read ${name} ({environ[name]}): {exc.strerror or exc}") from None
     text = environ.get("LSB_MCPU_HOSTS", "").split()
     if text:
         if len(text) % 2 or not all(n.isdigit() and int(n) > 0 for n in text[1::2]):
             raise LaunchError(f"cannot read $LSB_MCPU_HOSTS {' '.join(text)!r}: expected 'host slots host slots ...'")
-        return [HostSlots(host, int(n)) for host, n in zip(text[::2], text[1::2], strict=True)]
+        return [HostSlots(host) for host in text[::2]]
     return []
 
 
