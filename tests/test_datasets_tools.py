@@ -328,7 +328,7 @@ def test_read_speed_is_measured_through_the_training_loader(tmp_path):
     first, second = compare_reads([source, out], repeats=2, image_size=32)
     assert (first.images, second.images) == (12, 12)
     assert len(first.all_seconds) == len(second.all_seconds) == 2
-    assert first.seconds == min(first.all_seconds)
+    assert first.seconds == min(first.all_seconds) and first.cpu_seconds > 0
     assert second.bytes < first.bytes
 
 
@@ -364,3 +364,47 @@ def test_a_run_on_data_that_fails_the_check_is_not_valid_and_says_why(tmp_path):
     assert result["validity"]["valid"] is False
     rule = next(r for r in result["validity"]["rules"] if r["name"] == "dataset")
     assert rule["passed"] is False and "not the official c99cafc152244af753f735de768cd75f" in rule["detail"]
+
+
+# -- sorting the flat validation folder -----------------------------------------------------------------------------
+def _flat_val(root: Path, count: int = 4) -> Path:
+    root.mkdir(parents=True)
+    for i in range(1, count + 1):
+        (root / f"ILSVRC2012_val_{i:08d}.JPEG").write_bytes(_jpeg(16, 16, seed=i))
+    return root
+
+
+def test_sort_val_with_the_devkit_labels(tmp_path):
+    from scipy.io import savemat
+
+    val = _flat_val(tmp_path / "val")
+    devkit = tmp_path / "ILSVRC2012_devkit_t12" / "data"
+    devkit.mkdir(parents=True)
+    synsets = np.array([(1, "n01440764"), (2, "n01443537"), (1001, "n00001740")],
+                       dtype=[("ILSVRC2012_ID", "O"), ("WNID", "O")])  # fmt: skip
+    savemat(str(devkit / "meta.mat"), {"synsets": synsets})
+    (devkit / "ILSVRC2012_validation_ground_truth.txt").write_text("2\n1\n2\n2\n")
+    script = ROOT / "datasets" / "sort_imagenet_val.py"
+    done = subprocess.run([sys.executable, str(script), str(val), "--devkit", str(devkit.parent)],
+                          capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(str(p.relative_to(val)) for p in val.rglob("*.JPEG")) == [
+        "n01440764/ILSVRC2012_val_00000002.JPEG",
+        "n01443537/ILSVRC2012_val_00000001.JPEG",
+        "n01443537/ILSVRC2012_val_00000003.JPEG",
+        "n01443537/ILSVRC2012_val_00000004.JPEG",
+    ]
+
+
+def test_sort_val_with_a_csv_reports_unlabelled_images(tmp_path):
+    val = _flat_val(tmp_path / "val", count=3)
+    labels = tmp_path / "LOC_val_solution.csv"
+    labels.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,n01751748 43 25 250 240 \n"
+                      "ILSVRC2012_val_00000002,n09193705 1 2 3 4 n09193705 5 6 7 8\n")  # fmt: skip
+    script = ROOT / "datasets" / "sort_imagenet_val.py"
+    done = subprocess.run([sys.executable, str(script), str(val), "--csv", str(labels)],
+                          capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
+    assert done.returncode == 1 and "1 images have no label, e.g. ILSVRC2012_val_00000003.JPEG" in done.stderr
+    assert (val / "n01751748" / "ILSVRC2012_val_00000001.JPEG").is_file()
+    assert (val / "n09193705" / "ILSVRC2012_val_00000002.JPEG").is_file()
+    assert (val / "ILSVRC2012_val_00000003.JPEG").is_file()
