@@ -248,8 +248,15 @@ class JournalReader:
         self.records = 0
 
     def poll(self, final: bool = False) -> list[dict[str, Any]]:
-        """New valid records. With ``final`` (the writer is gone), an unterminated last line is reported as torn."""
+        """New valid records. With ``final`` (the writer is gone), an unterminated last line is reported as torn.
+
+        A journal whose size equals the offset read so far has nothing new, which an ``os.stat`` tells without
+        opening it: an idle poll of 10,000 journals costs ~5x less locally, and one metadata operation instead of
+        two on NFS (bench/bench_history_scale.py, bench/sim_master.py).
+        """
         try:
+            if os.stat(self.path).st_size == self.offset:
+                return []
             with open(self.path, "rb") as handle:
                 handle.seek(self.offset)
                 data = handle.read()
