@@ -10,6 +10,7 @@ test fails).
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -71,18 +72,20 @@ class Job:
         return dict(json.loads(path.read_text()))
 
 
-def _config(folder: Path, duration: str) -> Path:
+def _config(folder: Path, duration: str, ranks: int = 1) -> Path:
+    """A CPU config: each rank one thread, so a worker of one or two ranks fits a local node's two CPUs."""
     path = folder / "aiperf.toml"
-    path.write_text(f'[run]\nduration = "{duration}"\nthreads_per_rank = 1\n\n[train]\ndevice = "cpu"\n')
+    run = f'[run]\nduration = "{duration}"\nthreads_per_rank = 1\nranks_per_worker = {ranks}\n'
+    path.write_text(run + '\n[train]\ndevice = "cpu"\n')
     return path
 
 
-def _submit(folder: Path, duration: str, minutes: int) -> Job:
+def _submit(folder: Path, duration: str, minutes: int, ranks: int = 1) -> Job:
     experiment = folder / "exp"
     env = {
         **os.environ,
         "AIPERF_PYTHON": sys.executable,
-        "AIPERF_CONFIG": str(_config(folder, duration)),
+        "AIPERF_CONFIG": str(_config(folder, duration, ranks)),
         "AIPERF_EXPERIMENT_DIR": str(experiment),
     }
     argv = sbatch_argv(SBATCH, {"chdir": str(folder), "time": minutes})
@@ -196,12 +199,16 @@ def test_sbatch_runs_a_valid_benchmark_on_both_nodes_and_survives_a_killed_worke
 def test_time_limit_signal_gives_the_master_time_to_stop_workers_and_report(
     slurm_cluster: LocalCluster, tmp_path: Path
 ) -> None:
-    # A 5 min window in a 10 min job whose limit is then cut to 2 min: the deadline the master computed is now
+    # A 5 min window in a 10 min job whose limit is then cut to about 2 min: the deadline the master computed is now
     # after the job's end, so only --signal=B:TERM@30 of the script can save the report.
-    job = _submit(tmp_path, "5m", minutes=10)
+    job = _submit(tmp_path, "5m", minutes=10, ranks=2)  # two ranks per step: all of them must stop cleanly
     try:
         start = _window_open(job)
-        _run(["scontrol", "update", f"jobid={job.job_id}", "TimeLimit=2"])
+        # SLURM sends the signal 30-45 s before the limit here (its checks run every 30 s; the manual allows up to 60 s
+        # early): leave the workers some training before it comes.
+        began = datetime.fromisoformat(_run(["squeue", "-h", "-j", job.job_id, "-o", "%S"]).stdout.strip())
+        minutes = math.ceil((time.time() - began.timestamp() + 80) / 60)
+        _run(["scontrol", "update", f"jobid={job.job_id}", f"TimeLimit={minutes}"])
         end = datetime.fromisoformat(_run(["squeue", "-h", "-j", job.job_id, "-o", "%e"]).stdout.strip()).timestamp()
         records = _job_records(job, timeout=240)
     finally:
@@ -211,7 +218,10 @@ def test_time_limit_signal_gives_the_master_time_to_stop_workers_and_report(
     assert result["end_reason"] == "interrupted by SIGTERM", job.output()
     assert result["score"]["epochs"] > 0
     assert result["window"]["t_end"] < float(start["deadline"]) and result["window"]["t_end"] < end
-    # The master stopped the steps gracefully (scancel --signal=TERM): every worker wrote its last line.
+    # Each worker was one step of two ranks on its node (gloo on 127.0.0.1); the master stopped the steps gracefully
+    # (scancel --signal=TERM): every worker wrote its last line.
+    starts = [r for w in ("w000", "w001") for r in job.journal(w) if r["type"] == "worker_start"]
+    assert [(r["node"], r["ranks"]) for r in starts] == [("n1", 2), ("n2", 2)]
     for worker in ("w000", "w001"):
         stop = [r for r in job.journal(worker) if r.get("type") == "worker_stop"]
         assert [r["reason"] for r in stop] == ["received SIGTERM"], (worker, stop)

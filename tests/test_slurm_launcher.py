@@ -152,8 +152,6 @@ def test_create_launcher_picks_the_backend_and_slurm_needs_an_allocation(monkeyp
         create_launcher(load_config(overrides={"run.launcher": "slurm"}))
     with pytest.raises(LaunchError, match="needs the experiment directory"):
         create_launcher(load_config(overrides={"run.launcher": "submitit"}))
-    with pytest.raises(LaunchError, match="not available yet"):
-        create_launcher(load_config(overrides={"run.launcher": "mpi"}))
 
 
 # ------------------------------------------------------------------------------------------------ readers

@@ -30,12 +30,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiperf import _proc
 from aiperf.errors import LaunchError
 from aiperf.launch._base import Launcher, WorkerHandle, WorkerSpec, worker_argv
 from aiperf.launch._slurm import Allocation, scancel_argv, srun_argv
+
+if TYPE_CHECKING:
+    from aiperf.config import Config
 
 __all__ = [
     "MIN_REPORT_MARGIN_S",
@@ -215,7 +218,7 @@ class SlurmLauncher(Launcher):
 
     def __init__(
         self,
-        config: Any = None,
+        config: Config | None = None,
         allocation: Allocation | None = None,
         *,
         python: str | None = None,
@@ -249,21 +252,22 @@ class SlurmLauncher(Launcher):
     def excluded(self) -> tuple[str, ...]:
         return tuple(self._excluded)
 
+    def _report_margin(self) -> float:
+        return self.config.run.report_margin_s if self.config is not None else 0.0
+
     def margin_s(self) -> float:
         """How long before the allocation's end the window closes: ``[run] report_margin``, at least
         :data:`MIN_REPORT_MARGIN_S`."""
-        margin = float(getattr(getattr(self.config, "run", None), "report_margin_s", 0.0) or 0.0)
-        return max(margin, MIN_REPORT_MARGIN_S)
+        return max(self._report_margin(), MIN_REPORT_MARGIN_S)
 
     def deadline_limit(self) -> float | None:
         """The allocation's end less :meth:`margin_s`, counting the report margin the master subtracts itself."""
         if self.allocation.end_time is None:
             return None
-        margin = float(getattr(getattr(self.config, "run", None), "report_margin_s", 0.0) or 0.0)
-        return self.allocation.end_time - (self.margin_s() - margin)
+        return self.allocation.end_time - (self.margin_s() - self._report_margin())
 
     def _workers_per_node(self) -> int:
-        workers = int(getattr(getattr(self.config, "run", None), "workers", 0) or 0)
+        workers = self.config.run.workers if self.config is not None else 1
         return max(1, math.ceil(workers / max(1, self.allocation.num_nodes)))
 
     def layout(self, spec: WorkerSpec) -> StepLayout:

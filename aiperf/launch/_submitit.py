@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiperf import _proc
 from aiperf.errors import ConfigError, LaunchError
@@ -45,6 +45,9 @@ from aiperf.launch._slurm import (
     sinfo_argv,
 )
 from aiperf.launch._srun import probe_event
+
+if TYPE_CHECKING:
+    from aiperf.config import Config
 
 __all__ = ["SubmititLauncher", "SubmititWorker", "exit_status", "submitit_parameters"]
 
@@ -154,7 +157,7 @@ class SubmititLauncher(Launcher):
 
     def __init__(
         self,
-        config: Any,
+        config: Config,
         experiment: Path | str,
         *,
         parameters: Mapping[str, Any] | None = None,
