@@ -348,8 +348,9 @@ class Master:
                 assert code is not None  # not stuck, so it exited
                 self.say(f"{slot.worker_id} on {slot.node} exited with status {code} ({slot.handle.describe()})")
             slot.exits.append(code)
-            if code != 0 or stuck:
-                self.node_failures[slot.node] = self.node_failures.get(slot.node, 0) + 1
+            # A worker never ends on its own while the window is open, so any end counts against its node, status 0
+            # included: srun reports 0 when the node under a step dies.
+            self.node_failures[slot.node] = self.node_failures.get(slot.node, 0) + 1
             if self.deadline - now < 2.0:
                 continue
             if slot.restarts >= run.max_restarts:
