@@ -20,7 +20,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -121,22 +121,105 @@ class _Heartbeat(threading.Thread):
 
 class _TimedJournal:
     """The main thread's view of the journal: every append is timed, so the worker can report how much of its wall
-    time went into journaling (``journal_s`` on ``trial_end`` and ``worker_stop``). The heartbeat thread writes to
-    the journal directly and is not counted: it does not hold up training."""
+    time went into journaling (``journal_s`` on ``trial_end`` and ``worker_stop``), and handed to ``on_record``
+    (the history reader's). The heartbeat thread writes to the journal directly and is not counted: it does not
+    hold up training."""
 
     def __init__(self, journal: JournalWriter) -> None:
         self.journal = journal
         self.trial_s = 0.0
         self.total_s = 0.0
+        self.on_record: Callable[[dict[str, Any]], None] | None = None
 
     def emit(self, event: Mapping[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
         try:
-            return self.journal.emit(event)
+            record = self.journal.emit(event)
         finally:
             spent = time.perf_counter() - start
             self.trial_s += spent
             self.total_s += spent
+        if self.on_record is not None:
+            self.on_record(record)
+        return record
+
+
+class _HistoryReader:
+    """Keeps the worker's copy of the shared history current without a long read between two trials.
+
+    Before each proposal the worker needs what every other worker appended since. A background thread reads the
+    journals every ``period`` seconds while the worker trains, so at a trial's end only the last few seconds are
+    left: if the background reads are cheap (under ``budget_s``: a few journals, or a local disk), that rest is read
+    right there and the proposal sees the exact history; if they are not (thousands of journals on a shared
+    filesystem, where one read takes seconds: bench/sim_master.py), the worker proposes from what the thread has read,
+    at most one period old. The period is ``min_period_s``, or ten times what one read costs if that is more, so the
+    thread never takes more than a tenth of a core. The worker applies its own records as it writes them (reads skip
+    its journal), and only the main thread ever touches the history.
+    """
+
+    def __init__(
+        self, tail: JournalSet, history: Any, worker_id: str, budget_s: float = 0.25, min_period_s: float = 5.0
+    ) -> None:
+        self.tail = tail
+        self.history = history
+        self.worker_id = worker_id
+        self.budget_s = budget_s
+        self.min_period_s = min_period_s
+        self.period = min_period_s
+        self.read_s = 0.0  # what the last read cost
+        self._pending: list[dict[str, Any]] = []
+        self._lock = threading.Lock()  # one reader of the journals at a time
+        self._pending_lock = threading.Lock()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def replay(self) -> None:
+        """Read everything there is, this worker's earlier records included (before the worker reports ready)."""
+        for record in self._read(own=True):
+            self.history.apply(record)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="aiperf-history", daemon=True)
+        self._thread.start()
+
+    def catch_up(self) -> float:
+        """Bring the history up to date before a proposal; returns the seconds it took."""
+        start = time.perf_counter()
+        if self.read_s <= self.budget_s:  # cheap: read the rest now (after the thread's batch, in order)
+            with self._lock, self._pending_lock:
+                records, self._pending = self._pending, []
+                records += self._read()
+        else:  # expensive: what the thread has read will do; never wait for a read in progress
+            with self._pending_lock:
+                records, self._pending = self._pending, []
+        for record in records:
+            self.history.apply(record)
+        return time.perf_counter() - start
+
+    def own(self, record: dict[str, Any]) -> None:
+        """A record this worker just wrote (the reads skip its journal)."""
+        self.history.apply(record)
+
+    def _read(self, own: bool = False) -> list[dict[str, Any]]:
+        """One read of the journals (the caller holds ``_lock``, except before the thread starts)."""
+        start = time.perf_counter()
+        records = self.tail.poll()
+        self.read_s = time.perf_counter() - start
+        self.period = max(self.min_period_s, 10.0 * self.read_s)
+        return records if own else [r for r in records if r.get("worker") != self.worker_id]
+
+    def _run(self) -> None:
+        while not self._done.wait(self.period):
+            with self._lock:
+                try:
+                    records = self._read()
+                except AiperfError:
+                    continue  # an unreadable journal now: the next read tries again
+                with self._pending_lock:  # appended before the read lock is released: batches stay in order
+                    self._pending.extend(records)
+
+    def close(self) -> None:
+        self._done.set()
 
 
 def _process_age() -> float | None:
@@ -238,7 +321,7 @@ def run_worker(experiment: Path, worker_id: str) -> int:
     journal: JournalWriter | None = None
     timed: _TimedJournal | None = None
     heartbeat: _Heartbeat | None = None
-    searcher = history = tail = None
+    searcher = history = reader = None
     sink: Any = NullSink()
     trials_done = 0
     if main:
@@ -266,9 +349,8 @@ def run_worker(experiment: Path, worker_id: str) -> int:
             workers=config.run.workers,
         )
         history = History()
-        tail = JournalSet(paths.journals)
-        for record in tail.poll():  # replay what is there already (a restart, a resumed run) before "ready"
-            history.apply(record)
+        reader = _HistoryReader(JournalSet(paths.journals), history, worker_id)
+        reader.replay()  # what is there already (a restart, a resumed run), before "ready"
         trials_done = sum(1 for r in own if r.get("type") == "proposal")
         # worker_start says "ready": the master opens the window once every worker has written it, so it comes
         # after everything the first proposal needs (the searcher imports optuna and builds the seeds).
@@ -285,7 +367,9 @@ def run_worker(experiment: Path, worker_id: str) -> int:
         heartbeat = _Heartbeat(journal, stop, config.run.heartbeat_s)
         heartbeat.start()
         timed = _TimedJournal(journal)
+        timed.on_record = reader.own
         sink = timed
+        reader.start()
         _log(
             worker_id,
             f"ready: {dist.world_size} rank(s), dataset {dataset.name}, {trials_done} earlier trial(s), "
@@ -301,15 +385,14 @@ def run_worker(experiment: Path, worker_id: str) -> int:
         while True:
             message: dict[str, Any]
             if main:
-                assert timed is not None and searcher is not None and history is not None and tail is not None
+                assert timed is not None and searcher is not None and history is not None and reader is not None
                 reason = stop.reason()
                 if reason is not None:
                     message = {"stop": reason}
                 else:
                     timed.trial_s = 0.0
                     c0 = time.perf_counter()
-                    for record in tail.poll():
-                        history.apply(record)
+                    reader.catch_up()
                     c1 = time.perf_counter()
                     trials_done += 1
                     proposal = searcher.propose(history, trial_id=f"{worker_id}-{trials_done}")
@@ -380,6 +463,8 @@ def run_worker(experiment: Path, worker_id: str) -> int:
     finally:
         if heartbeat is not None:
             heartbeat.finish()
+        if reader is not None:
+            reader.close()
         if journal is not None:
             try:
                 journal.emit(
