@@ -1,0 +1,319 @@
+"""Fast checks of the benchmarks' pure parts (bench/), of the worker's history reader they motivated, and of
+bench/gpu.sh without a GPU. The benchmarks themselves run for minutes and print figures; these run in seconds."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from aiperf.history import JournalSet, JournalWriter
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+
+
+def _bench(name: str) -> ModuleType:
+    """Import bench/<name>.py (the benches import each other by file name, so bench/ goes on the path)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rec(kind: str, t: float, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "time": t, "worker": "w000", **fields}
+
+
+# -- duty cycle ------------------------------------------------------------------------------------------------------
+
+
+def _worker_records() -> list[dict[str, Any]]:
+    """A worker's journal over a 100 s window: two trials, the second stopped by the deadline, then restarted once."""
+    return [
+        _rec("worker_start", -1.0),
+        _rec("proposal", 0.5, trial="w000-1", proposal_s=0.2, history_s=0.1, epochs=2),  # began at 0.2
+        _rec("trial_start", 1.0, trial="w000-1", setup_s=0.4),
+        _rec("epoch", 11.0, trial="w000-1", t_start=1.0, t_end=11.0, loader_s=0.5),
+        _rec("epoch", 21.0, trial="w000-1", t_start=11.0, t_end=21.0, loader_s=0.0),
+        _rec("trial_end", 21.5, trial="w000-1", status="finished", journal_s=0.3),
+        _rec("proposal", 22.0, trial="w000-2", proposal_s=0.4, history_s=0.0, epochs=4),
+        _rec("trial_start", 22.5, trial="w000-2", setup_s=0.3),
+        _rec("epoch", 32.5, trial="w000-2", t_start=22.5, t_end=32.5, loader_s=0.0),
+        _rec("heartbeat", 40.0, trial="w000-2"),
+        # the worker dies at ~40 s; its successor starts at 45 s and closes the trial as failed
+        _rec("worker_start", 45.0),
+        _rec("trial_end", 45.1, trial="w000-2", status="failed", journal_s=0.0),
+        _rec("proposal", 46.0, trial="w000-3", proposal_s=0.5, history_s=0.5, epochs=2),  # began at 45.0
+        _rec("trial_start", 46.0, trial="w000-3", setup_s=0.0),
+        _rec("epoch", 96.0, trial="w000-3", t_start=46.0, t_end=96.0, loader_s=0.0),
+        _rec("trial_end", 100.2, trial="w000-3", status="stopped", journal_s=0.1),
+        _rec("worker_stop", 100.3, journal_s=0.5),
+    ]
+
+
+def test_duty_cycle_partitions_the_window() -> None:
+    duty = _bench("bench_duty_cycle")
+    w = duty.worker_duty("w000", _worker_records(), t0=0.0, t_end=100.0)
+    parts = w.parts
+    assert w.window_s == pytest.approx(100.0)
+    assert sum(parts.values()) == pytest.approx(100.0)
+    # steps: 10 + 10 + 10 + 50 epochs, minus 0.5 s waiting for data, plus the stopped trial's last 4 s
+    assert parts["steps"] == pytest.approx(83.5)
+    assert parts["data loader start-up"] == pytest.approx(0.5)
+    assert parts["proposal"] == pytest.approx(1.1)
+    assert parts["history read"] == pytest.approx(0.6)
+    assert parts["trial set-up"] == pytest.approx(0.7)
+    assert parts["journaling"] == pytest.approx(0.5)
+    # the window's opening (0 -> 0.2), the lost epoch (32.5 -> 40) and the restart (40 -> 45)
+    assert parts["start-up and restarts"] == pytest.approx(0.2 + 7.5 + 5.0)
+    assert parts["trial wrap-up"] == pytest.approx(0.5 - 0.3 / 4)
+    assert w.duty_cycle == pytest.approx(0.835)
+    assert w.scored_s == pytest.approx(80.0)
+    assert (w.trials, w.epochs, w.starts) == (3, 4, 2)
+
+
+def test_duty_cycle_reads_real_journals(tmp_path: Path) -> None:
+    duty = _bench("bench_duty_cycle")
+    journals = tmp_path / "journals"
+    with JournalWriter(journals / "master.jsonl", "master") as master:
+        master.emit({"type": "experiment_start", "t0": 0.0, "deadline": 100.0, "config": {"run": {"workers": 1}}})
+        master.emit({"type": "experiment_end", "t_end": 100.0, "reason": "the window closed"})
+    with JournalWriter(journals / "w000.jsonl", "w000") as writer:
+        for record in _worker_records():
+            writer.emit({k: v for k, v in record.items() if k not in ("time", "worker")})
+    report = duty.analyse(tmp_path)
+    # the envelope times are now, not the hand-made ones: the window closes at t_end, the epochs still count
+    assert [w.worker for w in report.workers] == ["w000"]
+    assert report.total().epochs == 4
+    text = duty.format_report([("run", report)])
+    assert "duty cycle" in text and "steps" in text
+
+
+def test_duty_cycle_experiment_config_is_a_valid_config(tmp_path: Path) -> None:
+    from aiperf.config import load_config
+
+    duty = _bench("bench_duty_cycle")
+    path = tmp_path / "c.toml"
+    path.write_text(duty.experiment_config("90s", 2, (3, 32, 32), 512, 128, "bf16", 3))
+    config = load_config(path)
+    assert config.dataset.name == "synthetic" and config.dataset.shape == (3, 32, 32)
+    assert config.run.duration_s == 90 and config.dataset.train_size == 512
+
+
+# -- efficiency ------------------------------------------------------------------------------------------------------
+
+
+def test_efficiency_figures() -> None:
+    eff = _bench("bench_efficiency")
+    result = {
+        "score": {"score_flops": 80e9, "flops": 80e9 * 100},
+        "workers": [{"busy_s": 90.0}, {"busy_s": 70.0}],
+        "window": {"duration_s": 100.0},
+        "efficiency": {"ratio": 0.8},
+        "config": {"train": {"precision": "bf16"}},
+    }
+    fig = eff.run_figures(result, [{"peak_flops": 100e9, "threads": 2}])
+    assert fig.precision == "bf16" and fig.recorded_threads == 2 and fig.workers == 2
+    assert fig.training_rate == pytest.approx(8e12 / 160.0 * 2)
+    text = eff.format_figures(fig, 200e9, "2 processes x 1 thread")
+    assert "efficiency 80.0%" in text and "efficiency 40.0%" in text
+
+
+# -- history at scale ------------------------------------------------------------------------------------------------
+
+
+def test_fast_writer_writes_what_the_journal_writer_writes(tmp_path: Path) -> None:
+    hist = _bench("bench_history_scale")
+    template = [e for trial in hist.trial_template(trials=2) for e in trial]
+    assert hist.check_identical(tmp_path, template)
+
+
+def test_replay_readers_agree_on_a_written_experiment(tmp_path: Path) -> None:
+    hist = _bench("bench_history_scale")
+    facts = hist.write_experiment(tmp_path, 600, workers=4)
+    assert facts["events"] == 600 and facts["journals"] == 5
+    history = hist.child("history", tmp_path)
+    analysed = hist.child("analyze", tmp_path)
+    assert history["records"] == 600 + 4 + 3  # worker_start per worker, the master's three records
+    assert history["trials"] == analysed["trials"] > 0
+    costs = hist.parse_costs(tmp_path)
+    assert costs["read_per_record_s"] > 0 and costs["bytes_per_record"] > 100
+
+
+def test_poll_costs_are_measured() -> None:
+    hist = _bench("bench_history_scale")
+    p = hist.poll_costs(30, records_per_file=2, repeats=2)
+    assert p["files"] == 30
+    assert all(p[k] > 0 for k in ("poll_idle_s", "poll_1pct_s", "open_scan_s", "stat_scan_s", "listing_s"))
+
+
+# -- the simulation --------------------------------------------------------------------------------------------------
+
+
+def test_trial_shapes_from_records() -> None:
+    sim = _bench("sim_master")
+    records = [
+        {"type": "proposal", "trial": "a", "epochs": 4},
+        {"type": "epoch", "trial": "a", "t_start": 0.0, "t_end": 10.0},
+        {"type": "epoch", "trial": "a", "t_start": 10.0, "t_end": 30.0},
+        {"type": "trial_end", "trial": "a", "status": "finished"},
+        {"type": "proposal", "trial": "b", "epochs": 2},
+        {"type": "epoch", "trial": "b", "t_start": 30.0, "t_end": 40.0},
+        {"type": "trial_end", "trial": "b", "status": "stopped"},
+    ]
+    spread, completion = sim.trial_shapes(records)
+    assert spread == [1.0, 2.0, 1.0]
+    assert completion == [0.5]
+
+
+def test_proposal_latency_curve_is_interpolated_and_held_flat() -> None:
+    sim = _bench("sim_master")
+    model = sim.CostModel(sim.DEFAULT_COSTS, sim.FileSystem("local"))
+    points = {p["finished"]: p["warm_s"] for p in sim.DEFAULT_COSTS["proposal"]}
+    lo, hi = min(points), max(points)
+    assert model.propose_s(lo) == pytest.approx(points[lo])
+    assert model.propose_s(hi) == pytest.approx(points[hi])
+    assert model.propose_s(hi * 100) == pytest.approx(points[hi])
+    assert points[lo] <= model.propose_s(int(math.sqrt(lo * hi))) <= points[hi]
+
+
+def test_simulation_keeps_the_read_off_the_dispatch_path_and_the_digest_unloads_the_server() -> None:
+    sim = _bench("sim_master")
+    workload = sim.Workload(workers=300, hours=0.3, epoch_s=20.0, rounds=(2, 3))
+    nfs = sim.FileSystem("nfs", 2e-4, 1e5, 2e-3)
+    out = {name: sim.run(workload, sim.VARIANTS[name], sim.DEFAULT_COSTS, nfs) for name in sim.VARIANTS}
+    before, now, proposed = out["before"], out["now"], out["proposed"]
+    assert all(o.trials > 300 for o in out.values())
+    # before: every dispatch reads everything since the worker's previous one; now: a background thread does
+    assert before.lag_parts["read"] > 10 * now.lag_parts["read"]
+    assert before.pct(before.lags, 0.5) > now.pct(now.lags, 0.5)
+    assert now.records_per_s > out["now+hb30"].records_per_s  # 2 s heartbeats against 30 s
+    # the workers' background reads of every journal load the server; one digest file does not
+    assert proposed.ops_per_s < now.ops_per_s / 5
+    assert proposed.pct(proposed.master_polls, 0.99) < now.pct(now.master_polls, 0.99)
+    assert "keeps up" in sim.format_outcomes(list(out.values()))
+
+
+# -- the worker's history reader -------------------------------------------------------------------------------------
+
+
+def _proposal(trial: str) -> dict[str, Any]:
+    from aiperf.arch import seed
+
+    graph = seed("resnet-tiny", (1, 8, 8), 10)
+    return {
+        "type": "proposal",
+        "trial": trial,
+        "parent": None,
+        "arch": graph.canonical().to_json(),
+        "arch_hash": graph.content_hash(),
+        "hparams": {},
+        "epochs": 2,
+    }
+
+
+def test_history_reader_reads_the_rest_synchronously_while_reading_is_cheap(tmp_path: Path) -> None:
+    from aiperf.search import History
+    from aiperf.worker import _HistoryReader
+
+    history = History()
+    reader = _HistoryReader(JournalSet(tmp_path), history, "w000", min_period_s=3600.0)
+    own = JournalWriter(tmp_path / "w000.jsonl", "w000")
+    other = JournalWriter(tmp_path / "w001.jsonl", "w001")
+    try:
+        own.emit(_proposal("w000-0"))  # an earlier incarnation's trial: the replay reads it
+        reader.replay()
+        reader.start()  # its first read is an hour away: whatever arrives now is read by catch_up itself
+        other.emit(_proposal("w001-1"))
+        reader.own(own.emit(_proposal("w000-1")))
+        reader.catch_up()
+        assert {"w000-0", "w000-1", "w001-1"} <= set(history.trials)
+        other.emit({"type": "trial_end", "trial": "w001-1", "status": "finished", "reward": 0.5})
+        reader.catch_up()
+        assert history["w001-1"].reward == 0.5
+        assert sum(history.skipped.values()) == 0  # its own records did not come back as duplicates
+    finally:
+        reader.close()
+        own.close()
+        other.close()
+
+
+def test_history_reader_leaves_slow_reads_to_its_thread(tmp_path: Path) -> None:
+    from aiperf.search import History
+    from aiperf.worker import _HistoryReader
+
+    other = JournalWriter(tmp_path / "w001.jsonl", "w001")
+    slow = History()
+    idle = _HistoryReader(JournalSet(tmp_path), slow, "w000", budget_s=-1.0, min_period_s=3600.0)
+    history = History()
+    reader = _HistoryReader(JournalSet(tmp_path), history, "w000", budget_s=-1.0, min_period_s=0.05)
+    try:
+        for r in (idle, reader):
+            r.replay()
+            r.start()
+        other.emit(_proposal("w001-1"))
+        time.sleep(0.3)
+        idle.catch_up()  # every read counts as slow and its thread has not read yet: the proposal is not there
+        assert "w001-1" not in slow
+        limit = time.time() + 10
+        while "w001-1" not in history and time.time() < limit:
+            time.sleep(0.05)
+            reader.catch_up()  # never reads itself, takes what the thread read
+        assert "w001-1" in history
+    finally:
+        idle.close()
+        reader.close()
+        other.close()
+
+
+# -- bench/gpu.sh ----------------------------------------------------------------------------------------------------
+
+
+def test_gpu_script_dry_run_writes_a_valid_experiment(tmp_path: Path) -> None:
+    from aiperf.config import load_config
+    from aiperf.search import load_dataset_spec
+
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
+    done = subprocess.run(
+        ["bash", str(BENCH / "gpu.sh"), "--dry-run"],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "4.09 GMACs" in done.stdout  # ResNet-50 at 224x224
+    config = load_config(tmp_path / "experiment.toml")
+    assert config.dataset.shape == (3, 224, 224) and config.dataset.num_classes == 1000
+    assert config.train.precision == "bf16" and config.train.device == "cuda"
+    spec = load_dataset_spec(tmp_path / "space.json")
+    assert [s.name for s in spec.seeds] == ["resnet50"]
+
+
+def test_gpu_script_stops_clearly_without_a_gpu(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the script would run the benchmark")
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
+    done = subprocess.run(
+        ["bash", str(BENCH / "gpu.sh")], check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert "no CUDA GPU" in done.stderr
+    assert not (tmp_path / "experiment").exists()
