@@ -353,4 +353,7 @@ def test_aiperf_run_with_the_mpi_launcher_is_valid(mpirun, tmp_path):
         first = next(r for r in records[worker] if r["type"] == "worker_start")
         assert first["node"] == "localhost"
         stop = [r for r in records[worker] if r["type"] == "worker_stop"]
-        assert stop and stop[-1]["reason"] == "received SIGTERM", "stopped cleanly through mpirun's SIGUSR1"
+        # A clean stop: the worker wrote its last record, whether it saw the deadline itself first or the master's
+        # SIGTERM (forwarded by mpirun as SIGUSR1 and turned back into SIGTERM) reached it first.
+        clean = ("received SIGTERM", "the benchmark window closed", "the master asked workers to stop")
+        assert stop and stop[-1]["reason"] in clean, stop
