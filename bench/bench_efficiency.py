@@ -134,7 +134,8 @@ def format_figures(fig: RunFigures, matched: float | None, layout: str) -> str:
             f"  matched probe ({layout}, concurrently): {matched / g:,.1f} GFLOP/s"
             f" -> efficiency {100 * fig.score / matched:.1f}%",
             f"  rate inside epochs: {fig.training_rate / g:,.1f} GFLOP/s = {100 * fig.training_rate / matched:.1f}% "
-            f"of the matched peak; window share lost outside epochs: {100 * (1 - fig.score / fig.training_rate):.1f}%",
+            f"of the matched peak; window share outside finished epochs: "
+            f"{100 * (1 - fig.score / fig.training_rate):.1f}%",
         ]
     return "\n".join(lines)
 
