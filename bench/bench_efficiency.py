@@ -18,10 +18,10 @@ Usage::
     python bench/bench_efficiency.py --precisions bf16 fp32 --duration 2m
     python bench/bench_efficiency.py --experiment DIR         # only the figures of an existing run (no matched probe)
 
-Why the matched probe: on a CPU node the master probes with all cores in one process, while the local launcher
-starts one single-threaded worker per core. Where one process's threads scale badly (this VM: 2 threads in one
-process reach about half of what 2 single-threaded processes reach), the recorded peak is too low and the
-efficiency too high; the matched probe shows by how much.
+Why the matched probe: the run's own probe is one burst of half a second, before the window, with every core in one
+process. On a quiet machine it agrees with a worker-shaped probe (here 432.8 against 426.7 GFLOP/s in bf16); on a
+machine shared with other work it catches whatever load is there at that moment, and the efficiency can then read
+over 100%. Probing before and after, the way the workers run, shows whether the machine was quiet.
 """
 
 from __future__ import annotations

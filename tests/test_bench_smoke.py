@@ -279,6 +279,21 @@ def test_history_reader_leaves_slow_reads_to_its_thread(tmp_path: Path) -> None:
         other.close()
 
 
+# -- weak scaling ----------------------------------------------------------------------------------------------------
+
+
+def test_weak_scaling_config_and_ratio(tmp_path: Path) -> None:
+    from aiperf.config import load_config
+
+    weak = _bench("bench_weak_scaling")
+    path = tmp_path / "weak.toml"
+    path.write_text(weak.config_text("120s", 2048, (3, 32, 32), "bf16"))
+    config = load_config(path)
+    assert config.run.threads_per_rank == 1 and config.dataset.train_size == 2048
+    assert weak.scaling({1: 100.0, 2: 190.0}) == {1: 1.0, 2: pytest.approx(0.95)}
+    assert weak.scaling({2: 200.0, 4: 380.0})[4] == pytest.approx(0.95)
+
+
 # -- bench/gpu.sh ----------------------------------------------------------------------------------------------------
 
 
