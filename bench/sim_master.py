@@ -22,18 +22,20 @@ two: the close-to-open GETATTR and a READ at the end of the file; a stat one) a 
 ms), inflated by the server's utilisation as in an M/M/1 queue (``--nfs-ops-per-s`` capacity, 100,000/s), and an
 fsync ``--nfs-fsync-ms`` (2 ms). These are assumptions, stated as such.
 
-Trial durations come from real journals (``--journals`` experiment directories; default: the figures measured
-from this project's synthetic CIFAR-shaped runs, embedded below): the spread of epoch durations (each epoch over the
-run's median epoch) and the fraction of its epoch budget a finished trial completed (early stopping). They are
-scaled to ImageNet: epoch budgets from search_spaces/imagenet.json (15, 30, 45, 60 epochs by round; one trial per
-worker per round) and a median epoch of ``--epoch-s`` seconds (default 60 s: ResNet-50-class, 1.28 M images on an
-8-GPU node at ~3,000 images/s per GPU, plus evaluation).
+Trial durations come from real journals (``--journals`` experiment directories; default: the figures measured from
+five runs on this machine, four synthetic CIFAR-shaped and one digits, embedded below): the spread of epoch
+durations (each epoch over its worker's median epoch) and the fraction of its epoch budget a finished trial
+completed (early stopping). They are scaled to ImageNet: epoch budgets from search_spaces/imagenet.json (15, 30, 45,
+60 epochs by round; one trial per worker per round) and a median epoch of ``--epoch-s`` seconds (default 60 s:
+ResNet-50-class, 1.28 M images on an 8-GPU node at ~3,000 images/s per GPU, plus evaluation).
 
 Variants (``--variants``): ``before`` (the code before this issue: every journal opened at every poll, heartbeats
 every 2 s, the history always read on the dispatch path), ``now`` (journals whose size did not change are skipped
 after an ``os.stat``; a worker whose read of the history took longer than 0.25 s reads it in a background thread
 from then on, every max(10 s, 10 x the read's cost), and proposes from what it has; heartbeats every 2 s, the
-default), ``now+hb30`` (the same with ``[run] heartbeat = "30s"``, a config knob).
+default), ``now+hb30`` (the same with ``[run] heartbeat = "30s"``, a config knob), ``proposed`` (now+hb30, and
+what the master's code would need: it appends what it reads, heartbeats excepted, to one digest file that workers read
+instead of every journal; it keeps 32 stats in flight; its TensorBoard writers stay open instead of churning).
 
 What it does not model: CPU contention between the master and anything else on its node; the NFS client's
 attribute cache (``actimeo``), which would make stats cheaper and staler; several metadata servers; directory
