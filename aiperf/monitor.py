@@ -256,9 +256,11 @@ class Progress:
 class TensorBoardMonitor:
     """Writes the experiment's TensorBoard event files live (the master's only; workers never write TensorBoard).
 
-    Per-trial writers stay open while their trial runs, at most ``max_open`` at a time (least recently used closed
-    first; a trial's writer is closed at its ``trial_end``). Problems writing TensorBoard are kept in ``problems``
-    and never stop the benchmark.
+    Per-trial curves: the first ``max_open`` running trials get a writer that stays open until their ``trial_end``
+    (live curves); the epochs of any further running trial are held in memory and written in one go when it ends
+    (or when the monitor closes). So every trial leaves one event file, however many trials run at once: reopening
+    writers round-robin would leave a new file per epoch (about 600,000 an hour at 10,000 workers). Problems writing
+    TensorBoard are kept in ``problems`` and never stop the benchmark.
     """
 
     def __init__(self, paths: ExperimentPaths, *, max_open: int = 16, state: LiveState | None = None) -> None:
@@ -270,6 +272,7 @@ class TensorBoardMonitor:
         self.problems: list[str] = []
         self._writer: Any = None
         self._trial_writers: OrderedDict[str, Any] = OrderedDict()
+        self._held: dict[str, list[Mapping[str, Any]]] = {}
         self._last_step: int | None = None
         trials_dir = paths.tensorboard / "trials"
         self._rewrite: set[str] = (
@@ -290,24 +293,25 @@ class TensorBoardMonitor:
 
         return SummaryWriter(log_dir=log_dir, purge_step=purge_step, flush_secs=30)
 
-    def _trial_writer(self, trial: str, first_step: int) -> Any:
-        writer = self._trial_writers.get(trial)
-        if writer is not None:
-            self._trial_writers.move_to_end(trial)
-            return writer
+    def _open_trial(self, trial: str, first_step: int) -> Any:
         log_dir = self.paths.trial_tensorboard(trial)  # checks the id: never a path outside tb/trials
         purge = first_step if trial in self._rewrite else None
         self._rewrite.discard(trial)
-        writer = self._summary_writer(str(log_dir), purge)
-        self._trial_writers[trial] = writer
-        while len(self._trial_writers) > self.max_open:
-            _, oldest = self._trial_writers.popitem(last=False)
-            oldest.close()
-        return writer
+        return self._summary_writer(str(log_dir), purge)
 
     def _close_trial(self, trial: str) -> None:
         writer = self._trial_writers.pop(trial, None)
         if writer is not None:
+            writer.close()
+        held = self._held.pop(trial, None)
+        if held:  # a trial that never had a live writer: its whole curve in one file
+            try:
+                writer = self._open_trial(trial, int(held[0]["epoch"]))
+            except (AiperfError, KeyError, TypeError, ValueError) as exc:
+                self.problems.append(f"trial {trial!r}: no TensorBoard curve ({exc})")
+                return
+            for record in held:
+                self._add_epoch(writer, record)
             writer.close()
 
     def update(self, records: Iterable[Mapping[str, Any]], now: float | None = None) -> None:
@@ -334,11 +338,30 @@ class TensorBoardMonitor:
 
     def _write_epoch(self, record: Mapping[str, Any], touched: set[str]) -> None:
         trial = str(record.get("trial"))
+        writer = self._trial_writers.get(trial)
+        if writer is None:
+            if trial not in self._held:
+                try:
+                    self.paths.trial_tensorboard(trial)  # an unsafe id is refused now, not when the trial ends
+                except AiperfError as exc:
+                    self.problems.append(f"trial {trial!r}: no TensorBoard curve ({exc})")
+                    return
+            if trial in self._held or len(self._trial_writers) >= self.max_open:
+                self._held.setdefault(trial, []).append(record)
+                return
+            try:
+                writer = self._trial_writers[trial] = self._open_trial(trial, int(record["epoch"]))
+            except (AiperfError, KeyError, TypeError, ValueError) as exc:
+                self.problems.append(f"trial {trial!r}: no TensorBoard curve ({exc})")
+                return
+        self._add_epoch(writer, record)
+        touched.add(trial)
+
+    @staticmethod
+    def _add_epoch(writer: Any, record: Mapping[str, Any]) -> None:
         try:
             step = int(record["epoch"])
-            writer = self._trial_writer(trial, step)
-        except (AiperfError, KeyError, TypeError, ValueError) as exc:
-            self.problems.append(f"trial {trial!r}: no TensorBoard curve ({exc})")
+        except (KeyError, TypeError, ValueError):
             return
         walltime = record.get("t_end")
         wall = float(walltime) if isinstance(walltime, int | float) else None
@@ -346,7 +369,6 @@ class TensorBoardMonitor:
             value = record.get(key)
             if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
                 writer.add_scalar(tag, float(value), global_step=step, walltime=wall)
-        touched.add(trial)
 
     def _write_experiment(self, now: float) -> None:
         s = self.state.snapshot(now)
@@ -377,7 +399,7 @@ class TensorBoardMonitor:
         if self._closed:
             return
         self._closed = True
-        for trial in list(self._trial_writers):
+        for trial in [*self._trial_writers, *self._held]:
             self._close_trial(trial)
         if self._writer is not None:
             self._writer.close()

@@ -148,6 +148,9 @@ def test_open_trial_writers_are_bounded_and_curves_survive_eviction(tmp_path: Pa
         ]
     assert not any(p.name == "escape" for p in paths.root.parent.rglob("*"))
     assert sorted(p.name for p in (paths.tensorboard / "trials").iterdir()) == ["a", "b", "c"]
+    # One event file per trial, however many run at once (no writer reopened per epoch).
+    for trial in "abc":
+        assert len(list((paths.tensorboard / "trials" / trial).glob("events.out.tfevents.*"))) == 1
 
 
 def test_progress_line(tmp_path: Path) -> None:
