@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe = sub.add_parser("probe", help="measure this node's dense GEMM peak")
     probe.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "tf32", "fp32"])
     probe.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    probe.add_argument("--seconds", type=float, default=1.0)
+    probe.add_argument("--seconds", type=float, default=2.0, help="length of the timed matmul bursts (3 of them)")
     probe.add_argument("--json", action="store_true", help="print the probe record as JSON")
     probe.set_defaults(handler=_cmd_probe)
 

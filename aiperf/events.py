@@ -11,7 +11,10 @@ Envelope (added by the journal writer, never by producers):
 Payloads by ``type`` (all times are unix seconds; all image counts are totals over every rank of a worker):
 
 ``experiment_start`` (master)
-    ``experiment``, ``t0`` (the benchmark's start), ``deadline``, ``config`` (resolved config), ``config_digest``.
+    ``experiment``, ``t0`` (the benchmark's start), ``deadline``, ``config`` (resolved config), ``config_digest``,
+    ``rules`` (the dataset's validity rules from the built-in search_spaces file), ``environment`` (the master's
+    machine and software), ``launcher``, ``workers``, ``dataset_problems`` (one line per failed dataset check;
+    a non-empty list makes the run invalid) and ``dataset_check`` (what was checked).
 ``experiment_end`` (master)
     ``t_end`` (when the window closed: the deadline, or earlier if stopped), ``reason``.
 ``worker_start`` (worker)
@@ -45,7 +48,8 @@ Payloads by ``type`` (all times are unix seconds; all image counts are totals ov
     ``reason``, ``journal_s`` (seconds the main thread spent appending records over the worker's life).
 ``probe`` (master)
     ``node``, ``node_host``, ``precision``, ``peak_flops`` (dense GEMM, sum over the node's devices),
-    ``per_device_flops``, ``device``, ``device_name``, ``devices``, ``threads``, ``gpus`` (NVML snapshot or null).
+    ``per_device_flops``, ``device``, ``device_name``, ``devices``, ``threads``, ``gpus`` (NVML snapshot or null),
+    ``phase`` (``before`` the window or ``after`` it; a node's peak is its best reading).
 
 Timing fields (``*_s``) are additive diagnostics for the overhead benchmark (bench/bench_duty_cycle.py); readers
 must not require them.

@@ -116,7 +116,7 @@ class Master:
         self.say(f"probing {len(self.launcher.nodes())} node(s): dense GEMM peak in {self.config.train.precision}")
         probes = self.launcher.probe(self.config.train.precision, self.config.train.device)
         for probe in probes:
-            self.journal.emit(probe)
+            self.journal.emit({**probe, "phase": "before"})
             peak = probe["peak_flops"] / 1e9
             self.say(f"  {probe['node']}: {probe['device_name']} x{probe['devices']}: {peak:,.1f} GFLOP/s")
         # The quick dataset check overlaps the workers' start-up; what it finds makes the run invalid (score.validity).
@@ -389,6 +389,18 @@ class Master:
                 self.say(f"{slot.worker_id} did not stop within {GRACE_S:.0f} s: killing it")
                 slot.handle.kill()
 
+    def _probe_again(self) -> None:
+        """Probe the nodes again now that the workers are gone: a half-loaded node reads low, and the report takes
+        each node's best reading as its peak (noise only ever lowers a measured peak)."""
+        try:
+            probes = self.launcher.probe(self.config.train.precision, self.config.train.device)
+        except AiperfError as exc:
+            self.say(f"no probe after the window: {exc}")
+            return
+        assert self.journal is not None
+        for probe in probes:
+            self.journal.emit({**probe, "phase": "after"})
+
     def _finish(self) -> Any:
         from aiperf.report import analyze, format_summary, write_report
 
@@ -403,6 +415,8 @@ class Master:
             else:
                 t_end, reason = now, "stopped early"
             self.journal.emit({"type": "experiment_end", "t_end": t_end, "reason": reason})
+            if self.slots and not self.interrupted and self.launcher.reprobe:
+                self._probe_again()
         result = analyze(self.paths)
         write_report(result, self.paths)
         print(format_summary(result), file=self.out, flush=True)

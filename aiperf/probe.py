@@ -148,7 +148,7 @@ class ProbeResult:
 
 
 def probe_node(
-    precision: str, device: str = "auto", node: str | None = None, seconds: float = 0.5, threads: int | None = None
+    precision: str, device: str = "auto", node: str | None = None, seconds: float = 2.0, threads: int | None = None
 ) -> ProbeResult:
     """Measure this node: every GPU in turn, or the CPU with ``threads`` threads (default: all cores)."""
     import torch

@@ -144,6 +144,6 @@ def test_a_hung_worker_is_killed_and_restarted_by_the_watchdog(tmp_path: Path) -
     records = read_journal(paths.journal("w001"))[0]
     starts = [r for r in records if r["type"] == "worker_start"]
     assert len(starts) == 2 and starts[1]["pid"] != stopped["pid"]
-    assert starts[1]["time"] - stopped["at"] < 30  # found within stuck_after plus a start-up
+    assert starts[1]["time"] - stopped["at"] < 60  # found within stuck_after (6 s) plus a start-up, on a busy machine
     assert any(r["type"] == "epoch" and r["time"] > starts[1]["time"] for r in records)  # and it trains again
     _nothing_lost(paths)

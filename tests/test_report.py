@@ -235,7 +235,14 @@ SCHEMA: dict[str, Any] = {
     "efficiency": {
         "peak_flops_sum": Opt(NUM),
         "probes": [
-            {"node": Opt(STR), "host": Opt(STR), "precision": Opt(STR), "device": Opt(STR), "peak_flops": Opt(NUM)}
+            {
+                "node": Opt(STR),
+                "host": Opt(STR),
+                "precision": Opt(STR),
+                "device": Opt(STR),
+                "peak_flops": Opt(NUM),
+                "phase": Opt(STR),
+            }
         ],
         "ratio": Opt(NUM),
     },
@@ -664,3 +671,16 @@ def test_journal_problems_and_chain_breaks_are_reported(tmp_path: Path) -> None:
     page = exp.paths.report_html.read_text()
     assert "torn last record" in page and "No journal line was skipped" not in page
     assert "1 unusable line(s) skipped" in format_summary(result)
+
+
+def test_each_node_peak_is_its_best_probe_reading() -> None:
+    from aiperf.report._analyze import node_peaks
+
+    probes = [
+        {"node": "n1", "peak_flops": 1.0e11, "phase": "before"},  # read while the node was still busy
+        {"node": "n2", "peak_flops": 2.0e11, "phase": "before"},
+        {"node": "n1", "peak_flops": 3.0e11, "phase": "after"},
+        {"node": "n2", "peak_flops": 1.5e11, "phase": "after"},
+        {"node": "n3", "peak_flops": None},
+    ]
+    assert node_peaks(probes) == {"n1": 3.0e11, "n2": 2.0e11}

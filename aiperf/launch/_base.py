@@ -63,6 +63,7 @@ class Launcher(abc.ABC):
     """Starts workers on nodes."""
 
     name: str = "base"
+    reprobe: bool = True  # probe again after the window (False where a probe means queueing a job)
 
     @abc.abstractmethod
     def nodes(self) -> Sequence[str]:

@@ -154,6 +154,7 @@ class SubmititLauncher(Launcher):
     """
 
     name = "submitit"
+    reprobe = False  # every probe is a queued job; one before the window is enough
 
     def __init__(
         self,

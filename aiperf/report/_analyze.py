@@ -106,6 +106,7 @@ class Result:
     environment: dict[str, Any]
     dataset_rules: dict[str, Any]
     end_reason: str | None = None
+    node_peaks: dict[str, float] = field(default_factory=dict)
     epochs: list[EpochWork] = field(default_factory=list)
 
     @property
@@ -125,6 +126,17 @@ def timeline_step(duration_s: float, points: int = 200) -> float:
         if raw <= nice * magnitude:
             return float(nice * magnitude)
     return float(10 * magnitude)  # pragma: no cover
+
+
+def node_peaks(probes: list[dict[str, Any]]) -> dict[str, float]:
+    """Each node's peak: its best probe reading (before or after the window; load only ever lowers a reading)."""
+    best: dict[str, float] = {}
+    for probe in probes:
+        value = probe.get("peak_flops")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            node = str(probe.get("node"))
+            best[node] = max(best.get(node, 0.0), float(value))
+    return best
 
 
 def _master_alive(paths: ExperimentPaths) -> bool:
@@ -272,7 +284,13 @@ def analyze(paths: ExperimentPaths, now: float | None = None, dataset_rules: Map
     )
     if status != "finished":
         rules.append(Rule("run finished", False, f"the experiment is {status}; figures are provisional"))
-    peak_values = [float(p["peak_flops"]) for p in peaks if isinstance(p.get("peak_flops"), int | float)]
+    peaks_by_node = node_peaks(peaks)
+    ratio = efficiency(final.score, peaks_by_node.values())
+    if ratio is not None and ratio > 1.0:
+        problems.append(
+            f"efficiency {ratio:.0%} is above 100%: the probes read low (the nodes were busy while they were probed), "
+            "so the efficiency figure is not meaningful for this run"
+        )
     v1 = v1_score(counted, t0, {t.trial: t.v1_flops_per_image for t in trials.values() if t.v1_flops_per_image})
     window = t_end - t0
     for w in workers.values():
@@ -293,7 +311,8 @@ def analyze(paths: ExperimentPaths, now: float | None = None, dataset_rules: Map
         timeline=points,
         v1_score=v1,
         peaks=peaks,
-        efficiency=efficiency(final.score, peak_values),
+        efficiency=ratio,
+        node_peaks=peaks_by_node,
         rules=rules,
         valid=all(r.passed for r in rules),
         trials=sorted(trials.values(), key=lambda t: (t.t_start or 0.0, t.trial)),

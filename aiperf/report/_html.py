@@ -284,6 +284,7 @@ def _workers(result: Result) -> str:
     probes = [
         (
             _e(p.get("node")),
+            _e(p.get("phase") or ""),
             _e(p.get("node_host") or p.get("host")),
             _e(p.get("device")),
             _e(p.get("precision")),
@@ -306,8 +307,9 @@ def _workers(result: Result) -> str:
         )
         + '<p class="muted small">Utilisation: time spent in finished epochs over the window.</p>'
         + eff
-        + (_table(("node", "host", "device", "precision", "peak"), probes, numeric=(4,)) if probes else "")
-        + "</section>"
+        + (_table(("node", "probed", "host", "device", "precision", "peak"), probes, numeric=(5,)) if probes else "")
+        + '<p class="muted small">Each node is probed before the window and again after it; its peak is the better '
+        "reading (load only ever lowers one).</p>" + "</section>"
     )
 
 

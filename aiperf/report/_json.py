@@ -115,10 +115,11 @@ def result_to_json(result: Result) -> dict[str, Any]:
             "precision": p.get("precision"),
             "device": p.get("device"),
             "peak_flops": _num(p.get("peak_flops")),
+            "phase": p.get("phase"),
         }
         for p in result.peaks
     ]
-    peak_sum = math.fsum(p["peak_flops"] for p in probes if p["peak_flops"] is not None)
+    peak_sum = math.fsum(result.node_peaks.values())
     v1_trials = sum(1 for t in result.trials if t.v1_flops_per_image and t.epochs_done)
     doc: dict[str, Any] = {
         "schema": RESULT_SCHEMA,
@@ -144,7 +145,7 @@ def result_to_json(result: Result) -> dict[str, Any]:
         },
         "v1": {"score": result.v1_score, "trials_counted": v1_trials, "note": V1_NOTE},
         "efficiency": {
-            "peak_flops_sum": peak_sum if probes else None,
+            "peak_flops_sum": peak_sum if result.node_peaks else None,
             "probes": probes,
             "ratio": result.efficiency,
         },

@@ -148,7 +148,7 @@ def _best(result: Result) -> TrialSummary | None:
 
 
 def _efficiency_text(result: Result) -> str:
-    peaks = [float(p["peak_flops"]) for p in result.peaks if isinstance(p.get("peak_flops"), int | float)]
+    peaks = list(result.node_peaks.values())
     if result.efficiency is None or not peaks:
         return "n/a (no node was probed)"
     return (
