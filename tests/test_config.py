@@ -85,3 +85,14 @@ def test_broken_config_gives_one_clear_line(tmp_path: Path, text: str, needle: s
 def test_missing_config_file() -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config("/nonexistent/aiperf.toml")
+
+
+def test_heartbeat_grows_with_the_number_of_workers_unless_set() -> None:
+    assert load_config().run.heartbeat_interval == 2.0
+    assert load_config(None, {"run.workers": 3000}).run.heartbeat_interval == 10.0
+    assert load_config(None, {"run.workers": 10_000}).run.heartbeat_interval == 30.0
+    assert load_config(None, {"run.workers": 10_000, "run.heartbeat": "1s"}).run.heartbeat_interval == 1.0
+    with pytest.raises(ConfigError, match="stuck_after more than twice"):
+        load_config(None, {"run.workers": 10_000, "run.stuck_after": "50s"})
+    with pytest.raises(ConfigError, match="at most"):
+        load_config(None, {"run.workers": 10**7})
