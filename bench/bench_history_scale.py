@@ -370,8 +370,9 @@ def poll_costs(files: int, records_per_file: int = 8, repeats: int = 5) -> dict[
 
 def monitor_costs(trials: int = 400, epochs_per_trial: int = 2) -> dict[str, float]:
     """Seconds per epoch record in the master's TensorBoardMonitor when every record belongs to another of
-    ``trials`` running trials (thousands of workers: its 16 per-trial writers churn, each reopening writes a new event
-    file), and when they belong to 8 trials (writers stay open); the event files left per record in the first case."""
+    ``trials`` running trials (thousands of workers: beyond its 16 live per-trial writers it holds a trial's epochs and
+    writes them when the trial ends), and when they belong to 8 trials (all live); the event files left per record in
+    the first case (one per trial: 1 / epochs_per_trial)."""
     from aiperf.monitor import TensorBoardMonitor
     from aiperf.paths import ExperimentPaths
 
@@ -539,7 +540,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         m = saved["monitor"]
         print(
             f"master's TensorBoard monitor per epoch record: {1e3 * m['epoch_record_s']:.2f} ms when 400 trials run "
-            f"(its 16 writers churn; {m['event_files_per_epoch_record']:.2f} new event files per record), "
+            f"(16 live writers, the rest held to the trial's end; {m['event_files_per_epoch_record']:.2f} event files "
+            "per record, one per trial), "
             f"{1e3 * m['epoch_record_open_s']:.3f} ms when 8 do"
         )
     if "parse" in saved:

@@ -96,9 +96,12 @@ def _parse_line(line: bytes) -> Any:
     hostile line on the shared filesystem is a reported problem, never a crash of the reader.
     """
     try:
-        return json.loads(line, parse_float=_finite_float, parse_constant=_reject_constant)
+        return _DECODER.decode(line.decode("utf-8"))
     except RecursionError:
         raise ValueError("nested too deeply") from None
+
+
+_DECODER = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant)  # one, not one per line
 
 
 class JournalWriter:
@@ -237,7 +240,12 @@ class JournalWriter:
 
 
 class JournalReader:
-    """Incremental reader of one journal: each :meth:`poll` returns the records appended since the last one."""
+    """Incremental reader of one journal: each :meth:`poll` returns the records appended since the last one.
+
+    While it reads, it also checks the hash chain and the sequence of the valid records (``chain_breaks``) and hashes
+    every byte it consumed (``sha256``), so a report gets a journal's records, its integrity and its digest from one
+    pass over the file.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -246,6 +254,15 @@ class JournalReader:
         self.problems: list[JournalProblem] = []
         self.last_hash: str | None = None
         self.records = 0
+        self.chain_breaks: list[str] = []
+        self._digest = hashlib.sha256()
+        self._owner: str | None = None
+        self._next_seq = 0
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the bytes consumed so far (the whole file after a ``final`` poll)."""
+        return self._digest.hexdigest()
 
     def poll(self, final: bool = False) -> list[dict[str, Any]]:
         """New valid records. With ``final`` (the writer is gone), an unterminated last line is reported as torn.
@@ -280,6 +297,7 @@ class JournalReader:
                 JournalProblem(str(self.path), self.line_no, f"torn last record ({len(tail)} bytes without newline)")
             )
             start = len(data)
+        self._digest.update(data[:start])
         self.offset += start
         return out
 
@@ -298,9 +316,27 @@ class JournalReader:
         if reason:
             self.problems.append(JournalProblem(str(self.path), self.line_no, reason))
             return
+        self._check_chain(record)
         self.last_hash = line_hash(line)
         self.records += 1
         out.append(record)
+
+    def _check_chain(self, record: dict[str, Any]) -> None:
+        """A line torn by a crash was never acknowledged and is not part of the chain (it is skipped before this);
+        a valid record replaced by garbage breaks the chain at the next record, which is where it is reported."""
+        where = f"{self.path}:{self.line_no}"
+        if self._owner is None:
+            self._owner = record["worker"]
+            self.last_hash = genesis_hash(self._owner)
+        if record["worker"] != self._owner:
+            self.chain_breaks.append(f"{where}: written by {record['worker']!r}, journal belongs to {self._owner!r}")
+        if record["prev"] != self.last_hash:
+            self.chain_breaks.append(
+                f"{where}: hash chain broken (a record before it was altered, removed or reordered)"
+            )
+        if record["seq"] != self._next_seq:
+            self.chain_breaks.append(f"{where}: sequence {record['seq']} where {self._next_seq} was expected")
+        self._next_seq = record["seq"] + 1
 
 
 def _invalid(record: Any) -> str | None:
@@ -362,34 +398,9 @@ class JournalSet:
 
 def verify_chain(path: Path) -> list[str]:
     """Check one journal's hash chain and sequence; returns the list of breaks found (empty: intact)."""
-    breaks: list[str] = []
+    reader = JournalReader(path)
     try:
-        lines = Path(path).read_bytes().split(b"\n")
-    except OSError as exc:
-        return [f"{path}: cannot read: {exc.strerror}"]
-    writer: str | None = None
-    prev: str | None = None
-    expected_seq = 0
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = _parse_line(line)
-        except ValueError:
-            # A line torn by a crash was never acknowledged and is not part of the chain; a valid record
-            # replaced by garbage breaks the chain at the next record, which is where it is reported.
-            continue
-        if not isinstance(record, dict) or _invalid(record):
-            continue
-        if writer is None:
-            writer = record["worker"]
-            prev = genesis_hash(writer)
-        if record["worker"] != writer:
-            breaks.append(f"{path}:{number}: written by {record['worker']!r}, journal belongs to {writer!r}")
-        if record["prev"] != prev:
-            breaks.append(f"{path}:{number}: hash chain broken (a record before it was altered, removed or reordered)")
-        if record["seq"] != expected_seq:
-            breaks.append(f"{path}:{number}: sequence {record['seq']} where {expected_seq} was expected")
-        expected_seq = record["seq"] + 1
-        prev = line_hash(line)
-    return breaks
+        reader.poll(final=True)
+    except HistoryError as exc:
+        return [str(exc)]
+    return reader.chain_breaks
