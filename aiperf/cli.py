@@ -26,19 +26,14 @@ Handler = Callable[[argparse.Namespace], int]
 def _cmd_arch(args: argparse.Namespace) -> int:
     """Load an architecture (aiperf or NNI JSON, or a seed name) and print its summary."""
     from aiperf import flops
-    from aiperf.arch import SEEDS, Graph, load_nni, seed
+    from aiperf.arch import SEEDS, load_file, seed
 
     source: str = args.source
     if source in SEEDS:
         c, h, w = args.input_shape
         graph = seed(source, (c, h, w), args.num_classes)
     else:
-        path = Path(source)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise AiperfError(f"cannot read architecture file {path}: {exc.strerror}") from None
-        graph = load_nni(text) if '"layer_list"' in text else Graph.loads(text)
+        graph = load_file(source)
     if args.json:
         print(json.dumps(graph.canonical().to_json(), indent=1))
         return 0

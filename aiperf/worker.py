@@ -267,7 +267,7 @@ def run_worker(experiment: Path, worker_id: str) -> int:
     import torch
 
     from aiperf import flops
-    from aiperf.arch import ArchLimits, Graph
+    from aiperf.arch import ArchLimits, Graph, load_file
     from aiperf.search import History, Searcher, load_dataset_spec, trial_reward
     from aiperf.train import (
         TrainConfig,
@@ -338,7 +338,7 @@ def run_worker(experiment: Path, worker_id: str) -> int:
                 max_params=config.search.max_params or limits.max_params,
                 max_forward_flops=config.search.max_forward_flops or limits.max_forward_flops,
             )
-        seeds = [_load_seed(Path(p)) for p in config.search.seed_archs] or None
+        seeds = [load_file(p) for p in config.search.seed_archs] or None
         searcher = Searcher(
             spec,
             input_shape=dataset.input_shape,
@@ -500,13 +500,3 @@ def dataset_options(config: Config) -> dict[str, Any]:
             "seed": config.run.seed,
         }
     return {}
-
-
-def _load_seed(path: Path) -> Any:
-    from aiperf.arch import Graph, load_nni
-
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise AiperfError(f"cannot read seed architecture {path}: {exc.strerror}") from None
-    return load_nni(text) if '"layer_list"' in text else Graph.loads(text)

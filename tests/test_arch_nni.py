@@ -229,3 +229,17 @@ def test_export_refuses_what_nni_cannot_rebuild() -> None:
         to_nni_json(small(MaxPool(3, 2, 0), GlobalAvgPool(), Dense(2)))  # 8 -> 3, not ceil(8 / 2)
     # what it can hold goes through
     assert load_nni(json.dumps(to_nni_json(small(MaxPool(2, 2, 0), ReLU(), BatchNorm(), Flatten(), Dense(2)))))
+
+
+def test_load_file_reads_either_format(tmp_path: Path) -> None:
+    from aiperf.arch import load_file, resnet, to_nni_json
+    from aiperf.errors import ArchError
+
+    graph = resnet((3, 32, 32), 10, (1, 1), "basic", 8)
+    (tmp_path / "own.json").write_text(graph.dumps())
+    (tmp_path / "nni.json").write_text(json.dumps(to_nni_json(graph)))
+    assert load_file(tmp_path / "own.json") == graph
+    imported = load_file(tmp_path / "nni.json")  # NNI convs carry a bias; the structure is the same
+    assert len(imported) == len(graph) and imported.shapes[imported.output] == (10,)
+    with pytest.raises(ArchError, match="cannot read architecture file"):
+        load_file(tmp_path / "missing.json")

@@ -20,7 +20,7 @@ from aiperf.arch._morph import (
     widen,
     widen_targets,
 )
-from aiperf.arch._nni import from_nni_json, load_nni, to_nni_json
+from aiperf.arch._nni import from_nni_json, load_file, load_nni, to_nni_json
 from aiperf.arch._ops import (
     OPS,
     Add,
@@ -74,6 +74,7 @@ __all__ = [
     "deepen_targets",
     "from_nni_json",
     "late_convs",
+    "load_file",
     "load_nni",
     "random_morph",
     "resnet",

@@ -22,8 +22,10 @@ is refused with the layer named rather than built wrong.
 from __future__ import annotations
 
 import json
+import os
 import reprlib
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from aiperf.arch._graph import DEFAULT_LIMITS, ArchLimits, Graph, Node, _find_cycle, check_text_size
@@ -44,7 +46,7 @@ from aiperf.arch._ops import (
 )
 from aiperf.errors import ArchError
 
-__all__ = ["from_nni_json", "load_nni", "to_nni_json"]
+__all__ = ["from_nni_json", "load_file", "load_nni", "to_nni_json"]
 
 _SIMPLE = {
     "StubReLU": ReLU,
@@ -358,3 +360,12 @@ def to_nni_json(graph: Graph) -> dict[str, Any]:
         "vis": None,
         "weighted": False,
     }
+
+
+def load_file(path: str | os.PathLike[str], limits: ArchLimits | None = DEFAULT_LIMITS) -> Graph:
+    """Load an architecture file in either format: NNI / AIPerf graph JSON (it has a ``layer_list``) or aiperf's own."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArchError(f"cannot read architecture file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return load_nni(text, limits) if '"layer_list"' in text else Graph.loads(text, limits)
