@@ -13,6 +13,7 @@ so :func:`terminate` can stop everything the step started.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shlex
 import shutil
@@ -170,6 +171,17 @@ def run(
 _Stream = int | IO[str] | IO[bytes] | str | os.PathLike[str] | None
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
 def spawn(
     argv: Sequence[str],
     *,
@@ -177,8 +189,12 @@ def spawn(
     cwd: str | os.PathLike[str] | None = None,
     stdout: _Stream = None,
     stderr: _Stream = None,
+    die_with_parent: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start a long-running child (a worker, an ``srun`` step) in its own process group and return at once.
+
+    With ``die_with_parent`` the kernel sends the child SIGTERM when this process dies (Linux ``PR_SET_PDEATHSIG``),
+    so a killed master leaves no local worker training on.
 
     ``stdout``/``stderr`` may be a path (opened for appending, so a restarted child continues the same log), a file
     object, ``subprocess.DEVNULL``/``subprocess.STDOUT``, or None (inherit). stdin is /dev/null. Stop the child with
@@ -209,6 +225,7 @@ def spawn(
             env=None if env is None else dict(env),
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=_die_with_parent if die_with_parent else None,  # noqa: PLW1509 - only prctl, safe before exec
         )
     except OSError as exc:
         raise _start_error(args, exc, cwd) from None

@@ -346,7 +346,7 @@ def test_aiperf_run_with_the_mpi_launcher_is_valid(mpirun, tmp_path):
     start = next(r for r in records["master"] if r["type"] == "experiment_start")
     assert start["launcher"] == "mpi"
     probes = [r for r in records["master"] if r["type"] == "probe"]
-    assert [p["node"] for p in probes] == ["localhost"]
+    assert [(p["node"], p["phase"]) for p in probes] == [("localhost", "before"), ("localhost", "after")]
     for worker in ("w000", "w001"):
         kinds = [r["type"] for r in records[worker]]
         assert "epoch" in kinds

@@ -181,7 +181,14 @@ def test_sbatch_runs_a_valid_benchmark_on_both_nodes_and_survives_a_killed_worke
     assert _starts(job, "w000") == ["n1", "n1"]
     assert sorted(w["node"] for w in result["workers"]) == ["n1", "n2"]
     probes = [r for r in job.journal("master") if r.get("type") == "probe"]
-    assert sorted(p["node"] for p in probes) == ["n1", "n2"] and all(p["peak_flops"] > 0 for p in probes)
+    # Each node probed before the window and again after it (its peak is the better reading).
+    assert sorted((p["phase"], p["node"]) for p in probes) == [
+        ("after", "n1"),
+        ("after", "n2"),
+        ("before", "n1"),
+        ("before", "n2"),
+    ]
+    assert all(p["peak_flops"] > 0 for p in probes)
     # The trial the killed incarnation left open was closed (as failed) by the next one; the journals are intact.
     own = job.journal("w000")
     proposed = {r["trial"] for r in own if r.get("type") == "proposal"}

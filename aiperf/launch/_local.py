@@ -7,7 +7,6 @@ starts fresh workers that continue their journals. A worker with several ranks r
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -15,20 +14,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from aiperf.errors import LaunchError
+from aiperf import _proc
 from aiperf.launch._base import Launcher, WorkerHandle, WorkerSpec, worker_argv
 
 __all__ = ["LocalLauncher", "LocalWorker"]
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 class LocalWorker(WorkerHandle):
@@ -103,20 +92,11 @@ class LocalLauncher(Launcher):
         if spec.threads_per_rank:
             env["OMP_NUM_THREADS"] = str(spec.threads_per_rank)
             env["AIPERF_THREADS"] = str(spec.threads_per_rank)
-        log = open(spec.log, "ab") if spec.log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
-        try:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, safe before exec
-            )
-        except OSError as exc:
-            raise LaunchError(f"cannot start worker {spec.worker_id}: {exc.strerror}") from None
-        finally:
-            if not isinstance(log, int):
-                log.close()
+        process = _proc.spawn(
+            argv,
+            env=env,
+            stdout=spec.log if spec.log is not None else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            die_with_parent=True,
+        )
         return LocalWorker(spec, process)

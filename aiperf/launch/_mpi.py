@@ -41,7 +41,6 @@ from typing import Any
 from aiperf import _proc
 from aiperf.errors import LaunchError
 from aiperf.launch._base import Launcher, WorkerHandle, WorkerSpec, worker_argv
-from aiperf.launch._local import _die_with_parent
 from aiperf.launch._srun import probe_event
 
 __all__ = [
@@ -416,22 +415,9 @@ class MpiLauncher(Launcher):
         return MpiWorker(spec, host, shape.ranks, self._spawn(argv, env, spec.log))
 
     def _spawn(self, argv: list[str], env: dict[str, str], log: Path | str | None) -> subprocess.Popen[bytes]:
-        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
-        try:
-            return subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, safe before exec
-            )
-        except OSError as exc:
-            raise LaunchError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
-        finally:
-            if not isinstance(out, int):
-                out.close()
+        return _proc.spawn(
+            argv, env=env, stdout=log if log else subprocess.DEVNULL, stderr=subprocess.STDOUT, die_with_parent=True
+        )
 
     # -- probing -------------------------------------------------------------------------------------------------
     def probe_argv(self, host: str, precision: str, device: str) -> tuple[list[str], dict[str, str]]:
