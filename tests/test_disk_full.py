@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import subprocess
-import time
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,54 +143,61 @@ def test_disk_full_is_a_clean_error_and_the_writer_continues_after_space_is_free
     _check_file(path, acknowledged + 6)
 
 
-def test_short_write_missing_only_the_newline_leaves_no_record(tiny_fs: Path) -> None:
+_NEWLINE_SHORT_WRITE = r"""
+import json, os, resource, signal, sys, types
+from aiperf.errors import HistoryError
+from aiperf.history import JournalWriter, _journal
+
+_journal.time = types.SimpleNamespace(time=lambda: 1795956856.25)  # a fixed clock: the next line's length is known
+path = sys.argv[1]
+journal = JournalWriter(path, "w0")
+for n in range(8):
+    journal.emit({"type": "heartbeat", "trial": None, "n": n, "pad": "x" * 1000})
+event = {"type": "heartbeat", "trial": None, "n": 8, "pad": "x" * 1000}
+line = json.dumps(
+    {"v": 1, "seq": 8, "worker": "w0", "time": 1795956856.25, "host": journal.host, "prev": journal.prev} | event,
+    separators=(",", ":"),
+).encode()
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit write() fails with EFBIG instead of killing us
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(path) + len(line), hard))  # room for all but the newline
+try:
+    journal.emit(event)
+except HistoryError as exc:
+    print("ERROR", exc)
+else:
+    print("NO ERROR")
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+journal.emit({"type": "heartbeat", "trial": None, "n": 8, "pad": "x" * 10})
+journal.close()
+"""
+
+
+def test_short_write_missing_only_the_newline_leaves_no_record(tmp_path: Path) -> None:
     """The nastiest short write: every byte of the record but its newline reached the disk.
 
     Ended with a newline later, those bytes would be a valid record, and its retry a second record with the same
     sequence number and ``prev`` (a broken chain). The writer must take the bytes back instead.
-    """
-    filler = tiny_fs / "filler.bin"
-    _fill(filler, 2 * PAGE)
-    path = tiny_fs / "w0.jsonl"
-    journal = JournalWriter(path, "w0")
-    count = 0
-    for _ in range(8):  # some room first
-        journal.emit(_event(count, 1000))
-        count += 1
-    hit = False
-    adjust = 0
-    for _attempt in range(40):
-        free = _free_bytes(path)
-        probe = json.dumps(
-            {"v": 1, "seq": count, "worker": "w0", "time": time.time(), "host": journal.host, "prev": journal.prev}
-            | _event(count, 0),
-            separators=(",", ":"),
-        )
-        pad = free + 1 - (len(probe) + 1) + adjust  # payload = line + newline = free + 1 bytes
-        if pad < 0:  # not even an empty record fits: make room and try again
-            filler.unlink()
-            _fill(filler, PAGE)
-            continue
-        try:
-            journal.emit(_event(count, pad))
-        except HistoryError as exc:
-            found = re.search(r"short write \((\d+) of (\d+) bytes\)", str(exc))
-            assert found, str(exc)
-            written, total = int(found.group(1)), int(found.group(2))
-            if written == total - 1:
-                hit = True
-                break
-            adjust += (written + 1) - total  # the time field had another length than the probe's
-            continue
-        count += 1  # it fitted (the probe overestimated): the disk is fuller now, aim again
-    assert hit, "could not produce a short write of all but the newline"
-    assert path.read_bytes().endswith(b"\n"), "the partial record was left in the file"
-    _check_file(path, count)
 
-    filler.unlink()
-    journal.emit(_event(count, 10))
-    journal.close()
-    _check_file(path, count + 1)
+    Exactly where a full filesystem cuts a write depends on the kernel's page and folio sizes, so the cut is made
+    with a file-size limit instead (``RLIMIT_FSIZE``), which the kernel enforces to the byte with a real short
+    write; it runs in a child process so that the limit binds nothing else.
+    """
+    path = tmp_path / "w0.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-c", _NEWLINE_SHORT_WRITE, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    found = re.search(r"short write \((\d+) of (\d+) bytes\)", done.stdout)
+    assert found, done.stdout
+    written, total = int(found.group(1)), int(found.group(2))
+    assert written == total - 1
+    assert "earlier records are intact" in done.stdout
+    _check_file(path, 9)  # the 8 before, then the retry after the limit was lifted: nothing partial in between
 
 
 def test_torn_line_on_a_full_disk_is_ended_once_space_returns(tiny_fs: Path) -> None:

@@ -226,12 +226,13 @@ def test_time_limit_signal_gives_the_master_time_to_stop_workers_and_report(
     assert result["score"]["epochs"] > 0
     assert result["window"]["t_end"] < float(start["deadline"]) and result["window"]["t_end"] < end
     # Each worker was one step of two ranks on its node (gloo on 127.0.0.1); the master stopped the steps gracefully
-    # (scancel --signal=TERM): every worker wrote its last line.
+    # (its STOP file, then scancel --signal=TERM): every worker wrote its last line, whichever of the two came first.
     starts = [r for w in ("w000", "w001") for r in job.journal(w) if r["type"] == "worker_start"]
     assert [(r["node"], r["ranks"]) for r in starts] == [("n1", 2), ("n2", 2)]
     for worker in ("w000", "w001"):
         stop = [r for r in job.journal(worker) if r.get("type") == "worker_stop"]
-        assert [r["reason"] for r in stop] == ["received SIGTERM"], (worker, stop)
+        assert len(stop) == 1, (worker, stop)
+        assert stop[0]["reason"] in ("received SIGTERM", "the master asked workers to stop"), (worker, stop)
     _assert_chains_intact(job)
 
 
