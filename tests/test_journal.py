@@ -129,3 +129,18 @@ def test_concurrent_writers_in_one_directory(tmp_path: Path) -> None:
     assert len(live) == len(keys) == 800
     for i in range(4):
         assert verify_chain(tmp_path / f"w{i}.jsonl") == []
+
+
+def test_journal_set_batches_yield_each_journal_once_in_file_order(tmp_path: Path) -> None:
+    _write(tmp_path / "w1.jsonl", "w1", 3)
+    _write(tmp_path / "w0.jsonl", "w0", 2)
+    (tmp_path / "notes.txt").write_text("not a journal\n")
+    journals = JournalSet(tmp_path)
+    batches = list(journals.batches(final=True))
+    assert [[(r["worker"], r["seq"]) for r in b] for b in batches] == [
+        [("w0", 0), ("w0", 1)],
+        [("w1", s) for s in range(3)],
+    ]
+    assert [b for b in journals.batches(final=True)] == [[], []]  # nothing new since
+    _write(tmp_path / "w0.jsonl", "w0", 1)
+    assert [[r["seq"] for r in b] for b in journals.batches(final=True)] == [[2], []]

@@ -6,6 +6,7 @@ runs the writers on the result.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -684,3 +685,15 @@ def test_each_node_peak_is_its_best_probe_reading() -> None:
         {"node": "n3", "peak_flops": None},
     ]
     assert node_peaks(probes) == {"n1": 3.0e11, "n2": 2.0e11}
+
+
+def test_analyze_orders_epochs_across_journals_by_time_and_restores_the_collector(tmp_path: Path) -> None:
+    # analyze reads journal by journal: what spans journals must still come out in (time, writer, seq) order.
+    experiment = make_experiment(tmp_path / "exp")
+    (experiment.paths.journals / "w000.jsonl").rename(experiment.paths.journals / "z-last.jsonl")  # read last now
+    expected = [(r["trial"], r["epoch"]) for r in experiment.all_records if r["type"] == "epoch"]
+    assert gc.isenabled()
+    result = analyze(experiment.paths)
+    assert gc.isenabled()
+    assert [(e.trial, e.epoch) for e in result.epochs] == expected
+    assert {w.worker: w.first_seen for w in result.workers}["w000"] == experiment.records["w000"][0]["time"]

@@ -373,6 +373,14 @@ class JournalSet:
     def poll(self, final: bool = False) -> list[dict[str, Any]]:
         """New records of all journals, in (time, writer, seq) order within this batch."""
         out: list[dict[str, Any]] = []
+        for batch in self.batches(final=final):
+            out.extend(batch)
+        out.sort(key=lambda r: (r["time"], r["worker"], r["seq"]))
+        return out
+
+    def batches(self, final: bool = False) -> Iterator[list[dict[str, Any]]]:
+        """New records journal by journal (each in file order), so that a caller summarising the records holds
+        one journal's at a time rather than the whole experiment's (``analyze`` at 10^6 events)."""
         try:
             names = sorted(p.name for p in Path(self.folder).iterdir() if p.suffix == ".jsonl")
         except FileNotFoundError:
@@ -384,9 +392,7 @@ class JournalSet:
                 if not path.is_file():  # a folder or device named *.jsonl is not a journal
                     continue
                 reader = self.readers[name] = JournalReader(path)
-            out.extend(reader.poll(final=final))
-        out.sort(key=lambda r: (r["time"], r["worker"], r["seq"]))
-        return out
+            yield reader.poll(final=final)
 
     @property
     def problems(self) -> list[JournalProblem]:

@@ -8,11 +8,13 @@ same numbers from the same journals.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,18 +154,36 @@ def _master_alive(paths: ExperimentPaths) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector. Journal records are acyclic JSON trees that reference counting frees as
+    each journal is done with; the collector would only walk them over and over (a third of ``analyze``'s time at
+    10^6 events, bench/bench_history_scale.py). Cycles made meanwhile are collected once it runs again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def analyze(paths: ExperimentPaths, now: float | None = None, dataset_rules: Mapping[str, Any] | None = None) -> Result:
     """Replay every journal of ``paths`` into a :class:`Result` (works on running and finished experiments)."""
+    with _cyclic_gc_paused():
+        return _replay(paths, now, dataset_rules)
+
+
+def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[str, Any] | None) -> Result:
     paths.require()
     journal_set = JournalSet(paths.journals)
-    records = journal_set.poll(final=True)
     start: dict[str, Any] | None = None
     end: dict[str, Any] | None = None
     peaks: list[dict[str, Any]] = []
     trials: dict[str, TrialSummary] = {}
     workers: dict[str, WorkerSummary] = {}
-    epochs: list[EpochWork] = []
-    problems = [str(p) for p in journal_set.problems]
+    timed_epochs: list[tuple[tuple[float, str, int], EpochWork]] = []
+    problems: list[str] = []
     last_time = 0.0
 
     def trial_of(record: Mapping[str, Any]) -> TrialSummary:
@@ -172,6 +192,12 @@ def analyze(paths: ExperimentPaths, now: float | None = None, dataset_rules: Map
             trials[tid] = TrialSummary(trial=tid, worker=str(record.get("worker")))
         return trials[tid]
 
+    def key(record: Mapping[str, Any]) -> tuple[float, str, int]:
+        return (float(record["time"]), str(record["worker"]), int(record["seq"]))
+
+    # Journal by journal, each in file order (one writer's records are in time order there): only one journal's
+    # records are held at a time. What depends on the order across journals is ordered by (time, writer, seq).
+    records = (record for batch in journal_set.batches(final=True) for record in batch)
     for record in records:
         kind = record["type"]
         writer = record["worker"]
@@ -183,9 +209,9 @@ def analyze(paths: ExperimentPaths, now: float | None = None, dataset_rules: Map
                 w.first_seen = record["time"]
             w.host = record.get("host", w.host)
         try:
-            if kind == "experiment_start" and start is None:
+            if kind == "experiment_start" and (start is None or key(record) < key(start)):
                 start = record
-            elif kind == "experiment_end":
+            elif kind == "experiment_end" and (end is None or key(record) >= key(end)):
                 end = record
             elif kind == "probe":
                 peaks.append(record)
@@ -225,7 +251,7 @@ def analyze(paths: ExperimentPaths, now: float | None = None, dataset_rules: Map
                 t.initialization = record.get("initialization")
             elif kind == "epoch":
                 work = epoch_work(record)
-                epochs.append(work)
+                timed_epochs.append((key(record), work))
                 t = trial_of(record)
                 t.epochs_done += 1
                 t.best_top1 = max(t.best_top1, work.top1)
@@ -242,6 +268,9 @@ def analyze(paths: ExperimentPaths, now: float | None = None, dataset_rules: Map
         except (KeyError, TypeError, ValueError) as exc:
             problems.append(f"{writer} record {record.get('seq')} ({kind}): unusable ({exc.__class__.__name__}: {exc})")
 
+    problems[:0] = [str(p) for p in journal_set.problems]
+    timed_epochs.sort(key=lambda pair: pair[0])
+    epochs = [work for _, work in timed_epochs]
     if start is None:
         from aiperf.errors import HistoryError
 
