@@ -6,8 +6,10 @@
    records with every field the trainer and worker write, and heartbeats) -- with :class:`FastJournalWriter`, which
    produces the very bytes :class:`aiperf.history.JournalWriter` does (hash chain included; checked at start-up
    against the real writer) but fsyncs once per file instead of once per record. Each reader then runs in a fresh
-   process, timed, with its peak resident memory: ``JournalSet.poll`` + ``aiperf.search.History`` (what every
-   worker does on start-up) and ``aiperf.report.analyze`` (what the master and ``aiperf report`` do).
+   process, timed, with its peak resident memory: ``JournalSet.poll`` + ``aiperf.search.History`` with the cyclic
+   collector running (a worker's incremental reads; their per-record cost feeds bench/sim_master.py), the same
+   with the collector paused (a worker's start-up replay, ``start-up s``), and ``aiperf.report.analyze`` (what the
+   master and ``aiperf report`` do).
 2. **Polling** (``--poll-files``, default 100 .. 10,000 journals): one ``JournalSet.poll()`` over N journals
    when nothing changed and when 1% of them grew by a record (what the master does every 0.5 s and a worker before
    each proposal), next to a scan that only ``os.stat``-s the files (the cost of skipping unchanged files), the
@@ -270,7 +272,7 @@ def _maxrss_mb() -> float:
 
 def child(mode: str, root: Path) -> dict[str, Any]:
     """Run one reader over ``root`` in this (fresh) process: seconds and peak memory above the imports."""
-    from aiperf.history import JournalSet
+    from aiperf.history import JournalSet, cyclic_gc_paused
     from aiperf.paths import ExperimentPaths
     from aiperf.report import analyze
     from aiperf.search import History
@@ -286,6 +288,12 @@ def child(mode: str, root: Path) -> dict[str, Any]:
         done = time.perf_counter()
         out.update(read_s=read - start, apply_s=done - read, seconds=done - start, records=len(records))
         out["trials"] = len(history)
+    elif mode == "startup":  # a worker's start-up replay: the same, with the cyclic collector paused (worker.py)
+        start = time.perf_counter()
+        with cyclic_gc_paused():
+            history = History()
+            history.extend(JournalSet(Path(root) / "journals").poll(final=True))
+        out.update(seconds=time.perf_counter() - start, trials=len(history))
     else:
         start = time.perf_counter()
         result = analyze(ExperimentPaths(Path(root)))
@@ -494,19 +502,21 @@ def main(argv: Iterable[str] | None = None) -> int:
         )
         print(
             f"{'events':>10} {'MB':>8} {'trials':>8} | {'read s':>8} {'apply s':>8} {'ev/s':>10} {'RSS MB':>8}"
-            f" | {'analyze s':>9} {'RSS MB':>8}"
+            f" | {'start-up s':>10} | {'analyze s':>9} {'RSS MB':>8}"
         )
         replay = []
         for size in args.sizes:
             root = base / f"replay-{size}"
             facts = write_experiment(root, size, min(args.journals, max(1, size // 50)), args.heartbeats_per_epoch)
             h = run_child("history", root)
+            u = run_child("startup", root)
             a = run_child("analyze", root)
-            row = {**facts, "history": h, "analyze": a}
+            row = {**facts, "history": h, "startup": u, "analyze": a}
             replay.append(row)
             print(
                 f"{size:>10,} {facts['bytes'] / 1e6:>8.1f} {h['trials']:>8,} | {h['read_s']:>8.2f} {h['apply_s']:>8.2f}"
-                f" {size / h['seconds']:>10,.0f} {h['rss_mb']:>8.0f} | {a['seconds']:>9.2f} {a['rss_mb']:>8.0f}",
+                f" {size / h['seconds']:>10,.0f} {h['rss_mb']:>8.0f} | {u['seconds']:>10.2f}"
+                f" | {a['seconds']:>9.2f} {a['rss_mb']:>8.0f}",
                 flush=True,
             )
             if size == max(args.sizes):

@@ -146,9 +146,10 @@ def test_replay_readers_agree_on_a_written_experiment(tmp_path: Path) -> None:
     facts = hist.write_experiment(tmp_path, 600, workers=4)
     assert facts["events"] == 600 and facts["journals"] == 5
     history = hist.child("history", tmp_path)
+    startup = hist.child("startup", tmp_path)
     analysed = hist.child("analyze", tmp_path)
     assert history["records"] == 600 + 4 + 3  # worker_start per worker, the master's three records
-    assert history["trials"] == analysed["trials"] > 0
+    assert history["trials"] == startup["trials"] == analysed["trials"] > 0
     costs = hist.parse_costs(tmp_path)
     assert costs["read_per_record_s"] > 0 and costs["bytes_per_record"] > 100
 

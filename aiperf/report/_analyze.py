@@ -8,17 +8,15 @@ same numbers from the same journals.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import math
 import os
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiperf.history import JournalSet
+from aiperf.history import JournalSet, cyclic_gc_paused
 from aiperf.paths import ExperimentPaths
 from aiperf.score import (
     EpochWork,
@@ -154,23 +152,9 @@ def _master_alive(paths: ExperimentPaths) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector. Journal records are acyclic JSON trees that reference counting frees as
-    each journal is done with; the collector would only walk them over and over (a third of ``analyze``'s time at
-    10^6 events, bench/bench_history_scale.py). Cycles made meanwhile are collected once it runs again."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def analyze(paths: ExperimentPaths, now: float | None = None, dataset_rules: Mapping[str, Any] | None = None) -> Result:
     """Replay every journal of ``paths`` into a :class:`Result` (works on running and finished experiments)."""
-    with _cyclic_gc_paused():
+    with cyclic_gc_paused():
         return _replay(paths, now, dataset_rules)
 
 
