@@ -23,7 +23,7 @@ from xml.etree import ElementTree
 import pytest
 
 from aiperf.config import Config, DatasetConfig
-from aiperf.history import JournalWriter
+from aiperf.history import JournalWriter, record_order
 from aiperf.paths import ExperimentPaths, atomic_write_json
 from aiperf.report import (
     RESULT_SCHEMA,
@@ -60,7 +60,7 @@ class Experiment:
 
     @property
     def all_records(self) -> list[dict[str, Any]]:
-        return sorted((r for rs in self.records.values() for r in rs), key=lambda r: (r["time"], r["worker"], r["seq"]))
+        return sorted((r for rs in self.records.values() for r in rs), key=record_order)
 
 
 def _arch(op: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from aiperf.history._journal import (
     genesis_hash,
     line_hash,
     read_journal,
+    record_order,
     verify_chain,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "genesis_hash",
     "line_hash",
     "read_journal",
+    "record_order",
     "verify_chain",
 ]

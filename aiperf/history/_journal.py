@@ -358,6 +358,12 @@ def _invalid(record: Any) -> str | None:
     return None
 
 
+def record_order(record: Mapping[str, Any]) -> tuple[float, str, int]:
+    """The order of records across journals: (time, writer, seq). A reader only returns records whose envelope
+    has these fields with these types."""
+    return (record["time"], record["worker"], record["seq"])
+
+
 def read_journal(path: Path) -> tuple[list[dict[str, Any]], list[JournalProblem]]:
     """Every valid record of a finished journal, and the problems found."""
     reader = JournalReader(path)
@@ -377,7 +383,7 @@ class JournalSet:
         out: list[dict[str, Any]] = []
         for batch in self.batches(final=final):
             out.extend(batch)
-        out.sort(key=lambda r: (r["time"], r["worker"], r["seq"]))
+        out.sort(key=record_order)
         return out
 
     def batches(self, final: bool = False) -> Iterator[list[dict[str, Any]]]:

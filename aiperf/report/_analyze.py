@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiperf.history import JournalSet, cyclic_gc_paused
+from aiperf.history import JournalSet, cyclic_gc_paused, record_order
 from aiperf.paths import ExperimentPaths
 from aiperf.score import (
     EpochWork,
@@ -176,9 +176,6 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
             trials[tid] = TrialSummary(trial=tid, worker=str(record.get("worker")))
         return trials[tid]
 
-    def key(record: Mapping[str, Any]) -> tuple[float, str, int]:
-        return (float(record["time"]), str(record["worker"]), int(record["seq"]))
-
     # Journal by journal, each in file order (one writer's records are in time order there): only one journal's
     # records are held at a time. What depends on the order across journals is ordered by (time, writer, seq).
     records = (record for batch in journal_set.batches(final=True) for record in batch)
@@ -193,9 +190,9 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
                 w.first_seen = record["time"]
             w.host = record.get("host", w.host)
         try:
-            if kind == "experiment_start" and (start is None or key(record) < key(start)):
+            if kind == "experiment_start" and (start is None or record_order(record) < record_order(start)):
                 start = record
-            elif kind == "experiment_end" and (end is None or key(record) >= key(end)):
+            elif kind == "experiment_end" and (end is None or record_order(record) >= record_order(end)):
                 end = record
             elif kind == "probe":
                 peaks.append(record)
@@ -235,7 +232,7 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
                 t.initialization = record.get("initialization")
             elif kind == "epoch":
                 work = epoch_work(record)
-                timed_epochs.append((key(record), work))
+                timed_epochs.append((record_order(record), work))
                 t = trial_of(record)
                 t.epochs_done += 1
                 t.best_top1 = max(t.best_top1, work.top1)
