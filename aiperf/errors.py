@@ -18,8 +18,21 @@ __all__ = [
 ]
 
 
+# Every character str.splitlines breaks at, written as its escape: a message quoting input stays one line.
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
 class AiperfError(Exception):
-    """Base class of every error aiperf raises on purpose."""
+    """Base class of every error aiperf raises on purpose.
+
+    A message is kept to one line whatever input it quotes (a layer type, a path, a config value): line breaks in
+    it are written as escapes (``\\n``), so the CLI's one-line error cannot be split or forged by the input.
+    """
+
+    def __init__(self, *args: object) -> None:
+        if args and isinstance(args[0], str):
+            args = (args[0].translate(_LINE_BREAKS), *args[1:])
+        super().__init__(*args)
 
 
 class ConfigError(AiperfError):

@@ -366,3 +366,18 @@ def test_cli_reports_a_bad_file_in_one_line_and_exits_2(name: str, message: str)
 
 def test_every_arch_error_is_an_aiperf_error() -> None:
     assert issubclass(ArchError, AiperfError)
+
+
+@pytest.mark.parametrize("brk", ["\n", "\r", "\u2028", "\x85"])
+def test_a_line_break_quoted_from_the_input_stays_escaped_in_one_line(brk: str, tmp_path: Path) -> None:
+    data = small()
+    data["nodes"][0]["op"] = f"{brk}put"  # the fuzzer's find: the layer name is quoted twice in the message
+    with pytest.raises(ArchError) as caught:
+        Graph.from_json(data)
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1, message
+    assert repr(brk)[1:-1] + "put" in message  # shown as its escape, not dropped
+    path = tmp_path / "arch.json"
+    path.write_text(json.dumps(data))
+    out = aiperf_cli("arch", str(path))
+    assert out.returncode == 2 and len(out.stderr.splitlines()) == 1, out.stderr
