@@ -47,6 +47,7 @@ _PORT_BASE = 10_000  # SLURM-derived ports stay in 10000..29999, below Linux's e
 _PORT_SPAN = 20_000
 _MPI_JOB_VARIABLES = ("OMPI_MCA_ess_base_jobid", "PMIX_NAMESPACE", "PMI_JOBID")  # Open MPI 4, PMIx (Open MPI 5), PMI
 _RENDEZVOUS_BYTES = 512  # rank 0's host and port as JSON, in a fixed-size MPI byte buffer
+_SHUTDOWN_BARRIER_S = 30.0  # how long a rank leaving the world waits for the others
 
 
 @dataclass(frozen=True)
@@ -356,6 +357,14 @@ def shutdown_distributed(ctx: DistContext) -> None:
         import torch.distributed as dist
 
         if dist.is_initialized():
+            if ctx.backend == "gloo" and ctx.world_size > 1:
+                # Leave together: a rank tearing down while rank 0, which serves the rendezvous store, is already gone
+                # can abort in C++ ("terminate called without an active exception"; seen once in CI after a
+                # finished run). Bounded, so a dead peer delays the exit by at most this long.
+                try:
+                    dist.monitored_barrier(timeout=timedelta(seconds=_SHUTDOWN_BARRIER_S))
+                except RuntimeError:
+                    pass  # a peer is gone: nothing to wait for
             dist.destroy_process_group()
 
 
