@@ -168,7 +168,8 @@ def test_one_rank_per_gpu_split_between_workers_sharing_a_host():
 # -- real Open MPI --------------------------------------------------------------------------------------------------
 DISCOVERY = textwrap.dedent(
     """
-    import json, os, torch
+    import json, os, sys, torch
+    from pathlib import Path
     import torch.distributed as dist
     from aiperf.train import broadcast_json, init_distributed, rank_environment, shutdown_distributed
     torch.set_num_threads(1)
@@ -177,22 +178,23 @@ DISCOVERY = textwrap.dedent(
     got = broadcast_json({"from": ctx.rank} if ctx.is_main else None, ctx)
     total = torch.tensor([float(ctx.rank + 1)])
     dist.all_reduce(total)
-    print(json.dumps({"env": [env.rank, env.world_size, env.local_rank, env.local_world_size, env.source],
-                      "ctx": [ctx.rank, ctx.world_size, ctx.local_rank, ctx.backend], "got": got,
-                      "sum": total.item()}))
+    # A file per rank: mpirun interleaves the ranks' stdout at any write, a line's newline included.
+    (Path(sys.argv[1]) / f"rank{ctx.rank}.json").write_text(json.dumps(
+        {"env": [env.rank, env.world_size, env.local_rank, env.local_world_size, env.source],
+         "ctx": [ctx.rank, ctx.world_size, ctx.local_rank, ctx.backend], "got": got, "sum": total.item()}))
     shutdown_distributed(ctx)
     """
 )
 
 
 @pytest.mark.mpi
-def test_ranks_discover_themselves_under_mpirun(mpirun):
+def test_ranks_discover_themselves_under_mpirun(mpirun, tmp_path):
     # A SLURM_PROCID left over from an allocation must not confuse the ranks: Open MPI's variables come first.
     env = {**clean_env(), "SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_STEP_NODELIST": "elsewhere"}
-    done = subprocess.run([*mpirun, "-np", "2", sys.executable, "-c", DISCOVERY], cwd=ROOT, env=env,
+    done = subprocess.run([*mpirun, "-np", "2", sys.executable, "-c", DISCOVERY, str(tmp_path)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    out = sorted((json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")), key=str)
+    out = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [o["env"] for o in out] == [[0, 2, 0, 2, "mpi"], [1, 2, 1, 2, "mpi"]]
     assert [o["ctx"] for o in out] == [[0, 2, 0, "gloo"], [1, 2, 1, "gloo"]]
     assert all(o["got"] == {"from": 0} and o["sum"] == 3.0 for o in out)
