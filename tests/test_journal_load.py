@@ -2,6 +2,11 @@
 reader replays continuously. All 64,000 records come back exactly once, intact and hash-chained; a record torn by a
 writer that died mid-write is skipped and reported, and the restarted writer continues cleanly after it.
 
+That the reader replays *while* the writers run is shown without depending on how fast either side is: every
+writer pauses after its first ``GATE`` records until the reader has delivered all ``64 x GATE`` of them, so the
+reader must have replayed them from live journals (counting polls instead once failed CI, where the writers
+finished in fewer polls than the bound).
+
 Every record is fsync-ed, on the disk the tests run on (tmp_path): the cost is part of what is tested. On the
 development machine (ext4 on a virtual disk, 2 shared cores) 64 concurrent writers reach about 6,500 fsync-ed
 records/s, so the whole test takes 10-20 s.
@@ -26,6 +31,7 @@ WRITERS = 64
 EVENTS = 1000
 TORN = ("w03", "w21", "w42", "w60")  # these die mid-record halfway through and are restarted
 TORN_AT = 500
+GATE = 200  # every writer waits after this many records until the reader has delivered them all (< TORN_AT)
 
 
 def _blob(worker: str, i: int) -> str:
@@ -45,12 +51,15 @@ def _event(worker: str, i: int) -> dict[str, object]:
     }
 
 
-def _append(folder: str, worker: str, first: int, last: int, go: EventType, tear: bool) -> None:
-    """One writer process: events ``first..last-1``; with ``tear``, then half a record and a hard exit."""
+def _append(folder: str, worker: str, first: int, last: int, go: EventType, resume: EventType, tear: bool) -> None:
+    """One writer process: events ``first..last-1``, pausing after event ``GATE - 1`` until ``resume`` is set
+    (exit 4 if it never is); with ``tear``, then half a record and a hard exit."""
     go.wait(60)
     path = Path(folder) / f"{worker}.jsonl"
     journal = JournalWriter(path, worker)
     for i in range(first, last):
+        if i == GATE and not resume.wait(240):
+            os._exit(4)
         journal.emit(_event(worker, i))
     if tear:
         record = {"v": 1, "seq": journal.seq, "worker": worker, "time": time.time(), "host": journal.host}
@@ -68,12 +77,13 @@ def test_64_writers_1000_events_each_while_a_reader_replays(tmp_path: Path) -> N
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["aiperf.history"])
     go = ctx.Event()
+    resume = ctx.Event()
     first: dict[str, multiprocessing.process.BaseProcess] = {}
     for k in range(WRITERS):
         worker = f"w{k:02d}"
         tear = worker in TORN
         first[worker] = ctx.Process(
-            target=_append, args=(str(folder), worker, 0, TORN_AT if tear else EVENTS, go, tear), daemon=True
+            target=_append, args=(str(folder), worker, 0, TORN_AT if tear else EVENTS, go, resume, tear), daemon=True
         )
     for proc in first.values():
         proc.start()
@@ -82,6 +92,7 @@ def test_64_writers_1000_events_each_while_a_reader_replays(tmp_path: Path) -> N
     replay = JournalSet(folder)
     seen: dict[tuple[str, int], dict[str, object]] = {}
     live_batches = 0
+    gated_alive: list[bool] = []  # whether every writer was alive when the reader had delivered all gated records
     started = time.perf_counter()
     go.set()
 
@@ -97,7 +108,7 @@ def test_64_writers_1000_events_each_while_a_reader_replays(tmp_path: Path) -> N
             if worker not in restarted and not first[worker].is_alive():
                 assert first[worker].exitcode == 3
                 restarted[worker] = ctx.Process(
-                    target=_append, args=(str(folder), worker, TORN_AT, EVENTS, go, False), daemon=True
+                    target=_append, args=(str(folder), worker, TORN_AT, EVENTS, go, resume, False), daemon=True
                 )
                 restarted[worker].start()
         running = [p for p in (*first.values(), *restarted.values()) if p.is_alive()]
@@ -105,6 +116,9 @@ def test_64_writers_1000_events_each_while_a_reader_replays(tmp_path: Path) -> N
         if batch and running:
             live_batches += 1
         take(batch)
+        if not resume.is_set() and len(seen) == WRITERS * GATE:
+            gated_alive.append(all(p.is_alive() for p in first.values()))
+            resume.set()
         if not running and len(restarted) == len(TORN):
             break
         assert time.perf_counter() < deadline, "writers did not finish within 240 s"
@@ -125,8 +139,10 @@ def test_64_writers_1000_events_each_while_a_reader_replays(tmp_path: Path) -> N
         assert record["i"] == seq, (worker, seq)
         assert record["blob"] == _blob(worker, seq), (worker, seq)
         assert record["digest"] == hashlib.sha256(str(record["blob"]).encode()).hexdigest()
-    # The reader replayed while the writers ran (not just once at the end).
-    assert live_batches >= 10, f"only {live_batches} polls returned records while writers were running"
+    # The reader replayed while the writers ran (not just once at the end): it delivered every record written
+    # before the gate, exactly those, while all 64 writers were alive and waiting for it.
+    assert gated_alive == [True], "the reader never delivered the gated records from live journals"
+    assert live_batches >= 1
 
     # Each torn record was skipped and reported exactly where it is; nothing else was.
     problems = sorted((Path(p.path).stem, p.line, p.reason) for p in replay.problems)
