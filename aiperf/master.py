@@ -123,6 +123,8 @@ class Master:
         dataset_check = DatasetCheck.start(self.config.dataset)
         self._launch_all()
         self._wait_ready()
+        if not dataset_check.done():
+            self.say("waiting for the dataset check to finish: it never runs inside the window")
         check = dataset_check.result()
         if check.level != "none":
             self.say(f"dataset check: {check.headline()}")
@@ -199,6 +201,10 @@ class Master:
             self.say(f"experiment {self.paths.root} had already finished; rewriting its report")
             return False
         self._kill_leftover_workers()
+        # A STOP left by the killed master (it was stopping the workers when it died) would stop the new workers at
+        # once, and the watchdog would count every such exit as a failure.
+        with contextlib.suppress(FileNotFoundError):
+            self.paths.stop_file.unlink()
         self.say(f"resuming experiment {self.paths.root}: {format_duration(max(0, self.deadline - time.time()))} left")
         return True
 
@@ -293,7 +299,7 @@ class Master:
         self._progress = Progress(t0=self.t0, deadline=self.deadline, state=self._monitor.state)
         now = time.time()
         self._monitor.update(tail.poll(), now)  # catch up on a resumed run
-        if not self.slots:  # resumed: the window is open already, workers start straight into it
+        if not self.slots and now < self.deadline:  # resumed: the window is open, workers start straight into it
             self._launch_all()
         next_report = 0.0
         while self.interrupted is None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_report import make_experiment
 
 from aiperf.history import read_journal, verify_chain
 from aiperf.paths import ExperimentPaths
@@ -145,6 +146,8 @@ def test_master_killed_then_resumed_keeps_the_score_so_far(tmp_path: Path) -> No
     assert before.final.epochs > 0
     # Workers die with their master: wait until no journal grows any more.
     _wait_for(lambda: _quiet(paths, 3.0), 30, "workers to stop")
+    # A master killed while it was stopping its workers leaves STOP behind: the resumed workers must not obey it.
+    paths.stop_file.write_text(f"{killed_at}\n")
 
     resumed = subprocess.run(
         [sys.executable, "-m", "aiperf", "run", "--resume", str(experiment)],
@@ -168,6 +171,47 @@ def test_master_killed_then_resumed_keeps_the_score_so_far(tmp_path: Path) -> No
     assert after["score"]["epochs"] > before.final.epochs  # the resumed workers added work
     assert after["validity"]["valid"] is True, after["validity"]
     _all_chains_intact(paths)
+
+
+def test_a_worker_with_two_ranks_trains_data_parallel_and_rank_0_writes(tmp_path: Path) -> None:
+    experiment = tmp_path / "exp"
+    config = _config(tmp_path, workers=1, ranks_per_worker=2)
+    out = subprocess.run(
+        [sys.executable, "-m", "aiperf", "run", "--config", str(config), "--experiment-dir", str(experiment)],
+        capture_output=True,
+        text=True,
+        timeout=WINDOW_S + 240,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "VALID under the digits rules" in out.stdout, out.stdout[-3000:]
+    paths = ExperimentPaths(experiment)
+    assert sorted(p.stem for p in paths.journal_files()) == ["master", "w000"]  # rank 1 trains but never writes
+    records = _records(paths, "w000")
+    assert [r["ranks"] for r in records if r["type"] == "worker_start"] == [2]
+    starts = [r for r in records if r["type"] == "trial_start"]
+    assert starts and all(r["world_size"] == 2 for r in starts)
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert epochs and all((r["train_images"], r["eval_images"]) == (1437, 360) for r in epochs)  # both ranks' sum
+    _all_chains_intact(paths)
+
+
+def test_resume_after_the_deadline_starts_no_worker_and_reports(tmp_path: Path) -> None:
+    exp = make_experiment(tmp_path / "exp", state="interrupted")
+    assert exp.deadline < time.time()  # the window closed while no master ran
+    out = subprocess.run(
+        [sys.executable, "-m", "aiperf", "run", "--resume", str(exp.paths.root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "started w0" not in out.stdout, out.stdout
+    assert not exp.paths.log("w000").exists()
+    result = json.loads(exp.paths.result_json.read_text())
+    assert result["status"] == "finished"
+    assert result["window"]["deadline"] == exp.deadline
 
 
 def _quiet(paths: ExperimentPaths, seconds: float) -> bool:

@@ -95,6 +95,10 @@ class DatasetCheck:
             why = f"the dataset check itself failed: {exc}"
             self._report = CheckReport(self.name, self.path or "", "quick", (why,), seconds=time.monotonic() - started)
 
+    def done(self) -> bool:
+        """Whether the check has finished (its report is ready)."""
+        return self._report is not None
+
     def result(self, timeout: float | None = None) -> CheckReport:
         """Wait for the check (at most ``timeout`` seconds) and return its report; one that has not finished by
         then is a problem."""
