@@ -138,6 +138,9 @@ def test_each_rule_can_fail_with_a_reason() -> None:
     assert not _rules_by_name(initializations=[])["trained from scratch"]
     wrong_set = [EpochWork("a-0", "a", 1, T0 + 1, 1.0, 0.9, 100, 49, "bf16")]
     assert not _rules_by_name(epochs=wrong_set)["dataset"]
+    subset = [EpochWork("a-0", "a", 1, T0 + 1, 1.0, 0.9, 99, 50, "bf16")]  # one training image short
+    assert not _rules_by_name(epochs=subset)["dataset"]
+    assert _rules_by_name(epochs=subset, rules={**RULES, "min_train_fraction": 0.95})["dataset"]
     never = {**RULES, "valid": False, "invalid_reason": "synthetic data measures throughput only"}
     rules = validity(rules=never, dataset="synthetic", duration_s=40, epochs=WORK, initializations=["scratch"])
     failed = [r for r in rules if not r.passed]

@@ -125,6 +125,8 @@ BROKEN = [
     ("rules.precisions", ["fp8"], "rules.precisions"),
     ("rules.input_shape", [8, 8], "rules.input_shape"),
     ("rules.official", "yes", "rules.official"),
+    ("rules.min_train_fraction", 1.5, "rules.min_train_fraction"),
+    ("rules.min_train_fraction", "all", "rules.min_train_fraction"),
     ("rules.num_classes", _DELETE, "rules.num_classes"),
     ("rules.valid", False, "rules.invalid_reason"),
     ("rules.invalid_reason", "why not", "rules.invalid_reason"),

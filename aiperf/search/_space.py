@@ -409,6 +409,7 @@ _RULE_FIELDS = (
     "input_shape",
     "num_classes",
     "precisions",
+    "min_train_fraction",
     "valid",
     "invalid_reason",
 )
@@ -429,6 +430,8 @@ class Rules(Mapping[str, Any]):
             processes; these are for checking the split and for AIPerf-v1-style figures).
         input_shape: (C, H, W) of one image; num_classes: the number of classes.
         precisions: the training precisions a valid run may use.
+        min_train_fraction: the least share of ``train_images`` an epoch of a valid run trains (1.0: all of them;
+            below 1.0 tolerates a copy that lacks a few unreadable images).
         valid: False if no run on this dataset can ever be valid (synthetic data), for ``invalid_reason``.
     """
 
@@ -440,6 +443,7 @@ class Rules(Mapping[str, Any]):
     input_shape: tuple[int, int, int]
     num_classes: int
     precisions: tuple[str, ...] = PRECISIONS
+    min_train_fraction: float = 1.0
     valid: bool = True
     invalid_reason: str | None = None
 
@@ -461,6 +465,8 @@ class Rules(Mapping[str, Any]):
             raise ConfigError(
                 f"rules.precisions must be a non-empty subset of {list(PRECISIONS)}, got {list(self.precisions)}"
             )
+        if not (_is_number(self.min_train_fraction) and 0.0 < self.min_train_fraction <= 1.0):
+            raise ConfigError(f"rules.min_train_fraction must lie in (0, 1], got {self.min_train_fraction!r}")
         if not isinstance(self.valid, bool):
             raise ConfigError(f"rules.valid must be true or false, got {self.valid!r}")
         reason = self.invalid_reason
@@ -479,6 +485,7 @@ class Rules(Mapping[str, Any]):
             "input_shape": list(self.input_shape),
             "num_classes": self.num_classes,
             "precisions": list(self.precisions),
+            "min_train_fraction": self.min_train_fraction,
             "valid": self.valid,
             "invalid_reason": self.invalid_reason,
         }
@@ -520,6 +527,7 @@ def _parse_rules(data: Any, source: str) -> Rules:
             input_shape=(shape[0], shape[1], shape[2]),
             num_classes=data["num_classes"],
             precisions=tuple(precisions),
+            min_train_fraction=data.get("min_train_fraction", 1.0),
             valid=data.get("valid", True),
             invalid_reason=data.get("invalid_reason"),
         )
