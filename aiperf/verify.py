@@ -46,6 +46,7 @@ HEADLINE: tuple[tuple[str, str], ...] = (
     ("score.error", "error"),
     ("score.epochs", "epochs counted"),
     ("validity.valid", "validity"),
+    ("validity.official", "official standing"),
     ("window.t0", "window start"),
     ("window.t_end", "window end"),
     ("window.duration_s", "window length"),

@@ -7,6 +7,7 @@ runs the writers on the result.
 from __future__ import annotations
 
 import gc
+import html
 import json
 import math
 import os
@@ -37,7 +38,7 @@ from aiperf.report import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-EVIL = "<script>alert('x')</script>"
+EVIL = "<script>alert('x')</script>\"><img src=x onerror=alert(1)>&amp;"  # an element, a broken attribute, an entity
 RULES = {
     "top1_threshold": 0.9,
     "min_duration_s": 60,
@@ -247,7 +248,12 @@ SCHEMA: dict[str, Any] = {
         ],
         "ratio": Opt(NUM),
     },
-    "validity": {"valid": BOOL, "rules": [{"name": STR, "passed": BOOL, "detail": STR}], "dataset_rules": ANY_OBJECT},
+    "validity": {
+        "valid": BOOL,
+        "official": BOOL,
+        "rules": [{"name": STR, "passed": BOOL, "detail": STR}],
+        "dataset_rules": ANY_OBJECT,
+    },
     "timeline": [POINT],
     "best_architectures": [
         {
@@ -518,12 +524,16 @@ def test_input_strings_are_escaped_everywhere(tmp_path: Path) -> None:
     assert any(w.host == EVIL for w in result.workers)
     assert result.config["dataset"]["path"] == EVIL
     page = render_html(result)
-    assert "<script" not in page.lower()
-    escaped = EVIL.replace("<", "&lt;").replace(">", "&gt;").replace("'", "&#x27;")
-    # The reason (trial table), the host (workers table), the config path and the hyperparameter all appear escaped.
-    assert page.count(escaped) >= 3
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert "<script" not in page.lower() and "<img" not in page.lower()
+    escaped = html.escape(EVIL, quote=True)
+    as_json = html.escape(json.dumps(EVIL)[1:-1], quote=True)  # values shown as JSON keep JSON's own escapes
+    # The reason (trial table) and the host (workers table) appear escaped, as do the config path and the
+    # hyperparameter, which are shown as JSON.
+    assert page.count(escaped) >= 2 and page.count(as_json) >= 2
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&quot;&gt;&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "&amp;amp;" in page and "&amp;;" not in page  # an entity in the input is shown, not interpreted
     assert "<" not in re.sub(r"<[a-zA-Z/!][^<>]*>", "", page)  # no stray '<' outside tags: all text escaped
+    assert page.count("onerror") == page.count("&lt;img src=x onerror"), "every onerror is inside escaped text"
 
 
 def test_invalid_run_lists_every_failed_rule_with_its_reason(tmp_path: Path) -> None:
@@ -545,6 +555,24 @@ def test_invalid_run_lists_every_failed_rule_with_its_reason(tmp_path: Path) -> 
 
 
 # -- the text views and every state of an experiment -----------------------------------------------------------------
+
+
+def test_only_a_valid_run_under_official_rules_is_official(finished: Experiment) -> None:
+    digits = analyze(finished.paths)
+    assert digits.valid and not digits.official
+    assert result_to_json(digits)["validity"]["official"] is False
+    assert "VALID under the digits rules (not official: the digits rules are not)" in format_summary(digits)
+    assert "OFFICIAL" not in render_html(digits)
+
+    ranked = analyze(finished.paths, dataset_rules={**RULES, "official": True})
+    assert ranked.valid and ranked.official
+    assert result_to_json(ranked)["validity"]["official"] is True
+    assert "VALID under the digits rules, an official result" in format_summary(ranked)
+    assert "OFFICIAL" in render_html(ranked)
+
+    failing = analyze(finished.paths, dataset_rules={**RULES, "official": True, "top1_threshold": 0.99})
+    assert not failing.valid and not failing.official
+    assert result_to_json(failing)["validity"]["official"] is False
 
 
 def test_summary_names_figures_and_paths(finished: Experiment) -> None:

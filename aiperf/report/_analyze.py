@@ -112,6 +112,11 @@ class Result:
         return self.t_end - self.t0
 
     @property
+    def official(self) -> bool:
+        """A valid run under rules marked official (ImageNet's): a result that may rank a cluster."""
+        return self.valid and self.dataset_rules.get("official") is True
+
+    @property
     def best_trials(self) -> list[TrialSummary]:
         return sorted((t for t in self.trials if t.epochs_done), key=lambda t: -t.best_top1)
 

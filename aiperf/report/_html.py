@@ -126,7 +126,8 @@ def _operations(ops: Sequence[str]) -> str:
 
 def _badge(result: Result) -> str:
     word = verdict(result)
-    return f'<span class="badge {word.lower()}">{word}</span>'
+    official = ' <span class="badge valid">OFFICIAL</span>' if result.official else ""
+    return f'<span class="badge {word.lower()}">{word}</span>{official}'
 
 
 def _header(result: Result) -> str:

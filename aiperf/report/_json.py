@@ -151,6 +151,7 @@ def result_to_json(result: Result) -> dict[str, Any]:
         },
         "validity": {
             "valid": result.valid,
+            "official": result.official,
             "rules": [{"name": r.name, "passed": r.passed, "detail": r.detail} for r in result.rules],
             "dataset_rules": result.dataset_rules,
         },

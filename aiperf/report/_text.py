@@ -182,7 +182,12 @@ def format_summary(result: Result) -> str:
     ]
     failed = [r for r in result.rules if not r.passed]
     word = verdict(result)
-    lines.append(f"result       {word} under the {result.dataset} rules" + (":" if failed else ""))
+    if result.valid:
+        official = result.official
+        standing = ", an official result" if official else f" (not official: the {result.dataset} rules are not)"
+    else:
+        standing = ":" if failed else ""
+    lines.append(f"result       {word} under the {result.dataset} rules{standing}")
     lines.extend(f"               - {r.name}: {r.detail}" for r in failed)
     if result.problems:
         lines.append(f"journals     {len(result.problems)} unusable line(s) skipped (listed in the report)")
