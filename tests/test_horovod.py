@@ -11,7 +11,7 @@ import shutil
 import sys
 
 import pytest
-from test_distributed import EPOCHS, GLOBAL_BATCH, STOP_AT_CALL, WORKER, run_ranks
+from test_distributed import EPOCHS, GLOBAL_BATCH, STOP_AT_CALL, WORKER, one_rank_top1, run_ranks
 
 _MISSING = importlib.util.find_spec("horovod") is None or shutil.which("horovodrun") is None
 if _MISSING and os.environ.get("AIPERF_REQUIRE_SERVICES") == "1":
@@ -47,6 +47,13 @@ def test_horovod_ranks_end_with_identical_models_and_exact_counts(horovod_report
     epochs = [e for e in events if e["type"] == "epoch"]
     assert len(epochs) == EPOCHS
     assert all((e["train_images"], e["eval_images"]) == (1437, 360) for e in epochs)
+
+
+def test_two_horovod_ranks_reach_the_accuracy_of_one_with_the_same_global_batch(horovod_reports):
+    single = one_rank_top1()
+    two = horovod_reports[0]["trials"][0]["best_top1"]
+    print(f"\nbest top-1 after {EPOCHS} epochs: 1 rank {single:.3f}, 2 horovod ranks {two:.3f}")
+    assert abs(two - single) <= 0.03
 
 
 def test_horovod_ranks_agree_on_stopping_and_failing(horovod_reports):

@@ -71,6 +71,7 @@ def _append(folder: str, worker: str, first: int, last: int, go: EventType, resu
 
 
 @pytest.mark.slow
+@pytest.mark.fault  # the load test with torn records: scripts/fault-tests.sh runs it with the other fault tests
 def test_64_writers_1000_events_each_while_a_reader_replays(tmp_path: Path) -> None:
     folder = tmp_path / "journals"
     folder.mkdir()
@@ -164,6 +165,7 @@ def test_64_writers_1000_events_each_while_a_reader_replays(tmp_path: Path) -> N
     )
 
 
+@pytest.mark.fault
 def test_torn_whole_record_without_newline_is_not_revived_on_resume(tmp_path: Path) -> None:
     """A crash can leave every byte of a record but its newline. Ending that line with a bare newline would turn
     it into a valid record, and the restarted writer's next record would repeat its sequence number; the

@@ -359,3 +359,25 @@ def test_aiperf_run_with_the_mpi_launcher_is_valid(mpirun, tmp_path):
         # SIGTERM (forwarded by mpirun as SIGUSR1 and turned back into SIGTERM) reached it first.
         clean = ("received SIGTERM", "the benchmark window closed", "the master asked workers to stop")
         assert stop and stop[-1]["reason"] in clean, stop
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+def test_aiperf_run_with_the_mpi_launcher_and_two_ranks_per_worker(mpirun, tmp_path):
+    """One worker as one `mpirun -np 2`: both ranks train every trial data-parallel, rank 0 alone writes."""
+    experiment = tmp_path / "exp"
+    config = tmp_path / "two-ranks.toml"
+    config.write_text("[run]\nranks_per_worker = 2\n")
+    argv = [sys.executable, "-m", "aiperf", "run", "--launcher", "mpi", "--hosts", "localhost", "--workers", "1",
+            "--duration", "62s", "--config", str(config), "--experiment-dir", str(experiment)]  # fmt: skip
+    done = subprocess.run(argv, cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=400, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "VALID under the digits rules" in done.stdout, done.stdout[-3000:]
+    assert "2 rank(s) on localhost" in done.stdout, done.stdout[-3000:]
+    records = [json.loads(line) for line in (experiment / "journals" / "w000.jsonl").read_text().splitlines()]
+    assert [r["ranks"] for r in records if r["type"] == "worker_start"] == [2]
+    starts = [r for r in records if r["type"] == "trial_start"]
+    assert starts and all(r["world_size"] == 2 for r in starts)
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert epochs and all((e["train_images"], e["eval_images"]) == (1437, 360) for e in epochs)
+    assert sorted(p.stem for p in (experiment / "journals").glob("*.jsonl")) == ["master", "w000"]
