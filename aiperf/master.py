@@ -2,8 +2,10 @@
 
 The master needs no GPU and holds no state that is not in the experiment directory: it writes its own journal
 (``experiment_start`` with t0 and the deadline, ``probe`` records, ``experiment_end``), reads everyone's journals to
-follow progress, and derives the score from them. So ``aiperf run --resume DIR`` after a crash of the master
-continues the same window with the same t0, and the part finished before the crash scores exactly as before.
+follow progress, copies the workers' records into the history feed that the workers follow (one file for them to
+read instead of every journal, ``aiperf.history``), and derives the score from the journals. So
+``aiperf run --resume DIR`` after a crash of the master continues the same window with the same t0, and the part
+finished before the crash scores exactly as before.
 
 Supervision: a worker whose process ends before the deadline is restarted (its journal continues); one that stops
 writing (no heartbeat for ``stuck_after``, or a heartbeat reporting no training progress for that long) is killed
@@ -26,7 +28,7 @@ from typing import Any, TextIO
 
 from aiperf.config import Config, format_duration
 from aiperf.errors import AiperfError, ConfigError, HistoryError, LaunchError
-from aiperf.history import JournalSet, JournalWriter, read_journal
+from aiperf.history import FeedWriter, JournalSet, JournalWriter, for_feed, read_journal
 from aiperf.launch._base import Launcher, WorkerHandle, WorkerSpec
 from aiperf.paths import ExperimentPaths, atomic_write_json, atomic_write_text, check_id
 
@@ -88,6 +90,9 @@ class Master:
         self.deadline = 0.0
         self._monitor: Any = None
         self._progress: Any = None
+        self._feed: FeedWriter | None = None
+        self._feed_pending: list[dict[str, Any]] = []
+        self._feed_failing = False
 
     # -- logging -------------------------------------------------------------------------------------------------
     def say(self, message: str) -> None:
@@ -265,6 +270,8 @@ class Master:
             self.launcher.close()
             if self._monitor is not None:
                 self._monitor.close()
+            if self._feed is not None:
+                self._feed.close()
             with contextlib.suppress(OSError):
                 self.paths.master_pid.unlink()
             if self.journal is not None:
@@ -295,10 +302,13 @@ class Master:
         from aiperf.monitor import Progress, TensorBoardMonitor
 
         tail = JournalSet(self.paths.journals)
+        self._feed = FeedWriter(self.paths.feed)
         self._monitor = TensorBoardMonitor(self.paths)
         self._progress = Progress(t0=self.t0, deadline=self.deadline, state=self._monitor.state)
         now = time.time()
-        self._monitor.update(tail.poll(), now)  # catch up on a resumed run
+        records = tail.poll()  # catch up on a resumed run
+        self._pass_on(records)
+        self._monitor.update(records, now)
         if not self.slots and now < self.deadline:  # resumed: the window is open, workers start straight into it
             self._launch_all()
         next_report = 0.0
@@ -307,6 +317,7 @@ class Master:
             if now >= self.deadline:
                 break
             records = tail.poll()
+            self._pass_on(records)
             self._observe(records)
             self._monitor.update(records, now)
             self._progress.update(records, now)
@@ -318,7 +329,28 @@ class Master:
             time.sleep(min(0.5, max(0.0, self.deadline - now)))
         self._stop_workers()
         records = tail.poll()
+        tail.close()
+        self._pass_on(records)
         self._monitor.update(records, time.time())
+
+    def _pass_on(self, records: list[dict[str, Any]]) -> None:
+        """Copy what the workers wrote into the history feed they follow. The feed is derived data: a write that
+        fails (a full disk) costs the workers only freshness; its records wait and are offered again next time."""
+        assert self._feed is not None
+        self._feed_pending.extend(r for r in records if for_feed(r))
+        if not self._feed_pending:
+            return
+        try:
+            self._feed.append(self._feed_pending)
+        except HistoryError as exc:
+            if not self._feed_failing:
+                self.say(f"the history feed falls behind: {exc}")
+            self._feed_failing = True
+            return
+        if self._feed_failing:
+            self.say("the history feed has caught up")
+        self._feed_failing = False
+        self._feed_pending = []
 
     def _observe(self, records: list[dict[str, Any]]) -> None:
         by_id = {slot.worker_id: slot for slot in self.slots}

@@ -7,6 +7,7 @@ glues paths together from strings.
     <root>/
       config.json            resolved configuration (written once, atomically)
       journals/<worker>.jsonl append-only event journals, one per writer (master.jsonl for the master)
+      feed.jsonl              the master's copy of the workers' records, which workers follow (aiperf.history)
       logs/<worker>.log       human-readable logs (never parsed for data)
       tb/                     TensorBoard event files (master scalars in tb/, per-trial curves in tb/trials/<trial>)
       report.html result.json summary.txt   the final report, rewritten atomically
@@ -62,6 +63,10 @@ class ExperimentPaths:
     @property
     def master_journal(self) -> Path:
         return self.journal("master")
+
+    @property
+    def feed(self) -> Path:
+        return self.root / "feed.jsonl"
 
     @property
     def logs(self) -> Path:

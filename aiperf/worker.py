@@ -28,7 +28,7 @@ from typing import Any
 from aiperf.config import Config
 from aiperf.errors import AiperfError, HistoryError, TrainError
 from aiperf.events import NullSink
-from aiperf.history import JournalReader, JournalSet, JournalWriter, cyclic_gc_paused, read_journal
+from aiperf.history import FeedReader, JournalReader, JournalWriter, cyclic_gc_paused, read_journal
 from aiperf.paths import ExperimentPaths, check_id
 
 __all__ = ["StopCondition", "dataset_options", "read_experiment_start", "run_worker", "wait_for_window"]
@@ -147,22 +147,20 @@ class _TimedJournal:
 class _HistoryReader:
     """Keeps the worker's copy of the shared history current without a long read between two trials.
 
-    Before each proposal the worker needs what every other worker appended since. A background thread reads the
-    journals every ``period`` seconds while the worker trains, so at a trial's end only the last few seconds are
-    left: if the background reads are cheap (under ``budget_s``: a few journals, or a local disk), that rest is read
-    right there and the proposal sees the exact history; if they are not (thousands of journals on a shared
-    filesystem, where one read takes seconds: bench/sim_master.py), the worker proposes from what the thread has read,
-    at most one period old. The period is ``min_period_s``, or ten times what one read costs if that is more, so the
-    thread never takes more than a tenth of a core. The worker applies its own records as it writes them (reads skip
-    its journal), and only the main thread ever touches the history.
+    Before each proposal the worker needs what every other worker appended since. It follows the history feed, the
+    one file into which the master copies every worker's records (``aiperf.history``: one file instead of every
+    journal keeps a 10,000-worker run's metadata traffic linear, bench/sim_master.py). A background thread reads the
+    feed every ``period`` seconds while the worker trains, so at a trial's end only the last few seconds are left: if
+    the background reads are cheap (under ``budget_s``), that rest is read right there; if they are not (a loaded
+    shared filesystem), the worker proposes from what the thread has read, at most one period old. The period is
+    ``min_period_s``, or ten times what one read costs if that is more, so the thread never takes more than a tenth
+    of a core. The worker applies its own records as it writes them (the feed reader skips them), and only the main
+    thread ever touches the history.
     """
 
-    def __init__(
-        self, tail: JournalSet, history: Any, worker_id: str, budget_s: float = 0.25, min_period_s: float = 5.0
-    ) -> None:
-        self.tail = tail
+    def __init__(self, feed: FeedReader, history: Any, budget_s: float = 0.25, min_period_s: float = 5.0) -> None:
+        self.feed = feed
         self.history = history
-        self.worker_id = worker_id
         self.budget_s = budget_s
         self.min_period_s = min_period_s
         self.period = min_period_s
@@ -173,10 +171,13 @@ class _HistoryReader:
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def replay(self) -> None:
-        """Read everything there is, this worker's earlier records included (before the worker reports ready)."""
+    def replay(self, own: list[dict[str, Any]]) -> None:
+        """Apply this worker's earlier records (from its journal, which is complete) and everything the feed holds
+        of the others, before the worker reports ready."""
         with cyclic_gc_paused():  # 10^6 events: 15.6 s -> 11.8 s (bench/bench_history_scale.py)
-            for record in self._read(own=True):
+            for record in own:
+                self.history.apply(record)
+            for record in self._read():
                 self.history.apply(record)
 
     def start(self) -> None:
@@ -198,16 +199,16 @@ class _HistoryReader:
         return time.perf_counter() - start
 
     def own(self, record: dict[str, Any]) -> None:
-        """A record this worker just wrote (the reads skip its journal)."""
+        """A record this worker just wrote (the feed reader skips its records)."""
         self.history.apply(record)
 
-    def _read(self, own: bool = False) -> list[dict[str, Any]]:
-        """One read of the journals (the caller holds ``_lock``, except before the thread starts)."""
+    def _read(self) -> list[dict[str, Any]]:
+        """One read of the feed (the caller holds ``_lock``, except before the thread starts)."""
         start = time.perf_counter()
-        records = self.tail.poll()
+        records = self.feed.poll()
         self.read_s = time.perf_counter() - start
         self.period = max(self.min_period_s, 10.0 * self.read_s)
-        return records if own else [r for r in records if r.get("worker") != self.worker_id]
+        return records
 
     def _run(self) -> None:
         while not self._done.wait(self.period):
@@ -235,17 +236,18 @@ def _process_age() -> float | None:
         return None
 
 
-def _close_orphaned_trials(journal: JournalWriter, own: list[dict[str, Any]]) -> int:
-    """Mark trials this worker proposed but never ended (it crashed) as failed; returns how many."""
+def _close_orphaned_trials(journal: JournalWriter, own: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mark trials this worker proposed but never ended (it crashed) as failed; returns the records written."""
     open_trials: dict[str, dict[str, Any]] = {}
     for record in own:
         if record.get("type") == "proposal":
             open_trials[str(record.get("trial"))] = record
         elif record.get("type") == "trial_end":
             open_trials.pop(str(record.get("trial")), None)
+    closed = []
     for trial in open_trials:
         tops = [float(r["top1"]) for r in own if r.get("type") == "epoch" and r.get("trial") == trial]
-        journal.emit(
+        record = journal.emit(
             {
                 "type": "trial_end",
                 "trial": trial,
@@ -256,7 +258,8 @@ def _close_orphaned_trials(journal: JournalWriter, own: list[dict[str, Any]]) ->
                 "epochs": len(tops),
             }
         )
-    return len(open_trials)
+        closed.append(record)
+    return closed
 
 
 def _log(worker: str, message: str) -> None:
@@ -330,7 +333,8 @@ def run_worker(experiment: Path, worker_id: str) -> int:
         own, _ = read_journal(paths.journal(worker_id))
         closed = _close_orphaned_trials(journal, own)
         if closed:
-            _log(worker_id, f"closed {closed} trial(s) left open by a previous incarnation")
+            _log(worker_id, f"closed {len(closed)} trial(s) left open by a previous incarnation")
+            own += closed
         spec = load_dataset_spec(config.search.space or ds_cfg.name)
         limits = spec.limits
         if config.search.max_params or config.search.max_forward_flops:
@@ -350,8 +354,8 @@ def run_worker(experiment: Path, worker_id: str) -> int:
             workers=config.run.workers,
         )
         history = History()
-        reader = _HistoryReader(JournalSet(paths.journals), history, worker_id)
-        reader.replay()  # what is there already (a restart, a resumed run), before "ready"
+        reader = _HistoryReader(FeedReader(paths.feed, skip_writer=worker_id), history)
+        reader.replay(own)  # what is there already (a restart, a resumed run), before "ready"
         trials_done = sum(1 for r in own if r.get("type") == "proposal")
         # worker_start says "ready": the master opens the window once every worker has written it, so it comes
         # after everything the first proposal needs (the searcher imports optuna and builds the seeds).

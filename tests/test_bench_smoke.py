@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from aiperf.history import JournalSet, JournalWriter
+from aiperf.history import FeedReader, FeedWriter, JournalSet, JournalWriter, read_journal
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -226,23 +226,36 @@ def _proposal(trial: str) -> dict[str, Any]:
     }
 
 
+def _master_copies(feed: FeedWriter, tail: JournalSet) -> None:
+    """What the master does every half second: copy what the workers wrote into the feed."""
+    feed.append(tail.poll())
+
+
 def test_history_reader_reads_the_rest_synchronously_while_reading_is_cheap(tmp_path: Path) -> None:
     from aiperf.search import History
     from aiperf.worker import _HistoryReader
 
+    journals = tmp_path / "journals"
+    journals.mkdir()
+    feed, tail = FeedWriter(tmp_path / "feed.jsonl"), JournalSet(journals)
     history = History()
-    reader = _HistoryReader(JournalSet(tmp_path), history, "w000", min_period_s=3600.0)
-    own = JournalWriter(tmp_path / "w000.jsonl", "w000")
-    other = JournalWriter(tmp_path / "w001.jsonl", "w001")
+    reader = _HistoryReader(FeedReader(tmp_path / "feed.jsonl", skip_writer="w000"), history, min_period_s=3600.0)
+    own = JournalWriter(journals / "w000.jsonl", "w000")
+    other = JournalWriter(journals / "w001.jsonl", "w001")
     try:
-        own.emit(_proposal("w000-0"))  # an earlier incarnation's trial: the replay reads it
-        reader.replay()
+        own.emit(_proposal("w000-0"))  # an earlier incarnation's trial: the replay reads it from the journal
+        other.emit(_proposal("w001-0"))
+        _master_copies(feed, tail)
+        reader.replay(read_journal(journals / "w000.jsonl")[0])
+        assert {"w000-0", "w001-0"} <= set(history.trials)
         reader.start()  # its first read is an hour away: whatever arrives now is read by catch_up itself
         other.emit(_proposal("w001-1"))
         reader.own(own.emit(_proposal("w000-1")))
+        _master_copies(feed, tail)
         reader.catch_up()
-        assert {"w000-0", "w000-1", "w001-1"} <= set(history.trials)
+        assert {"w000-0", "w000-1", "w001-0", "w001-1"} <= set(history.trials)
         other.emit({"type": "trial_end", "trial": "w001-1", "status": "finished", "reward": 0.5})
+        _master_copies(feed, tail)
         reader.catch_up()
         assert history["w001-1"].reward == 0.5
         assert sum(history.skipped.values()) == 0  # its own records did not come back as duplicates
@@ -250,22 +263,27 @@ def test_history_reader_reads_the_rest_synchronously_while_reading_is_cheap(tmp_
         reader.close()
         own.close()
         other.close()
+        feed.close()
 
 
 def test_history_reader_leaves_slow_reads_to_its_thread(tmp_path: Path) -> None:
     from aiperf.search import History
     from aiperf.worker import _HistoryReader
 
-    other = JournalWriter(tmp_path / "w001.jsonl", "w001")
+    journals = tmp_path / "journals"
+    journals.mkdir()
+    feed, tail = FeedWriter(tmp_path / "feed.jsonl"), JournalSet(journals)
+    other = JournalWriter(journals / "w001.jsonl", "w001")
     slow = History()
-    idle = _HistoryReader(JournalSet(tmp_path), slow, "w000", budget_s=-1.0, min_period_s=3600.0)
+    idle = _HistoryReader(FeedReader(feed.path, skip_writer="w000"), slow, budget_s=-1.0, min_period_s=3600.0)
     history = History()
-    reader = _HistoryReader(JournalSet(tmp_path), history, "w000", budget_s=-1.0, min_period_s=0.05)
+    reader = _HistoryReader(FeedReader(feed.path, skip_writer="w000"), history, budget_s=-1.0, min_period_s=0.05)
     try:
         for r in (idle, reader):
-            r.replay()
+            r.replay([])
             r.start()
         other.emit(_proposal("w001-1"))
+        _master_copies(feed, tail)
         time.sleep(0.3)
         idle.catch_up()  # every read counts as slow and its thread has not read yet: the proposal is not there
         assert "w001-1" not in slow
@@ -278,6 +296,7 @@ def test_history_reader_leaves_slow_reads_to_its_thread(tmp_path: Path) -> None:
         idle.close()
         reader.close()
         other.close()
+        feed.close()
 
 
 # -- weak scaling ----------------------------------------------------------------------------------------------------

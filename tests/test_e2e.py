@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from test_report import make_experiment
 
-from aiperf.history import read_journal, verify_chain
+from aiperf.history import FeedReader, JournalSet, for_feed, read_journal, verify_chain
 from aiperf.paths import ExperimentPaths
 from aiperf.report import analyze
 
@@ -87,6 +87,14 @@ def _all_chains_intact(paths: ExperimentPaths) -> None:
         assert verify_chain(journal) == [], journal
 
 
+def _feed_is_complete(paths: ExperimentPaths) -> None:
+    """The history feed the workers followed holds every worker record but heartbeats, each exactly once."""
+    fed = [(r["worker"], r["seq"]) for r in FeedReader(paths.feed).poll()]
+    assert len(fed) == len(set(fed))
+    journaled = [(r["worker"], r["seq"]) for r in JournalSet(paths.journals).poll(final=True) if for_feed(r)]
+    assert sorted(fed) == sorted(journaled)
+
+
 @pytest.mark.fault
 def test_run_is_valid_and_survives_a_worker_killed_mid_epoch(tmp_path: Path) -> None:
     experiment = tmp_path / "exp"
@@ -116,6 +124,7 @@ def test_run_is_valid_and_survives_a_worker_killed_mid_epoch(tmp_path: Path) -> 
     assert failed and "restarted" in failed[0]["reason"]
     assert any(r["type"] == "epoch" and r["time"] > killed_at for r in records)
     _all_chains_intact(paths)
+    _feed_is_complete(paths)
 
     # The report and the journals agree, checked by the verifier a user would run.
     check = subprocess.run(
@@ -171,6 +180,7 @@ def test_master_killed_then_resumed_keeps_the_score_so_far(tmp_path: Path) -> No
     assert after["score"]["epochs"] > before.final.epochs  # the resumed workers added work
     assert after["validity"]["valid"] is True, after["validity"]
     _all_chains_intact(paths)
+    _feed_is_complete(paths)  # the resumed master continued the feed without repeating what it had copied
 
 
 def test_a_worker_with_two_ranks_trains_data_parallel_and_rank_0_writes(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import threading
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,36 @@ def test_journal_set_batches_yield_each_journal_once_in_file_order(tmp_path: Pat
     assert [b for b in journals.batches(final=True)] == [[], []]  # nothing new since
     _write(tmp_path / "w0.jsonl", "w0", 1)
     assert [[r["seq"] for r in b] for b in journals.batches(final=True)] == [[2], []]
+
+
+def test_many_journals_are_stat_ed_in_flight_and_only_grown_ones_read(tmp_path: Path, monkeypatch) -> None:
+    import aiperf.history._journal as journal_module
+
+    count = journal_module._STAT_SEQUENTIAL_UP_TO + 44
+    for i in range(count):
+        _write(tmp_path / f"w{i:03d}.jsonl", f"w{i:03d}", 1)
+    journals = JournalSet(tmp_path)
+    assert len(journals.poll()) == count  # the first poll opens every journal
+    stat_threads: set[str] = set()
+    real_stat = journal_module._stat_sizes
+
+    def stat_sizes(paths):
+        stat_threads.add(threading.current_thread().name)
+        return real_stat(paths)
+
+    monkeypatch.setattr(journal_module, "_stat_sizes", stat_sizes)
+    opened: list[str] = []
+    real_open = open
+
+    def counting_open(file, *args, **kwargs):
+        opened.append(Path(file).name)
+        return real_open(file, *args, **kwargs)
+
+    _write(tmp_path / "w007.jsonl", "w007", 1)
+    _write(tmp_path / "w250.jsonl", "w250", 2)
+    monkeypatch.setattr("builtins.open", counting_open)
+    new = journals.poll()
+    assert [(r["worker"], r["seq"]) for r in new] == [("w007", 1), ("w250", 1), ("w250", 2)]
+    assert sorted(opened) == ["w007.jsonl", "w250.jsonl"]  # the others were only stat-ed
+    assert stat_threads and all(name.startswith("aiperf-stat") for name in stat_threads)  # in flight, not inline
+    journals.close()

@@ -1,5 +1,6 @@
-"""The shared history: per-worker append-only JSON-lines journals and their replay."""
+"""The shared history: per-worker append-only JSON-lines journals, their replay, and the master's feed of them."""
 
+from aiperf.history._feed import FeedReader, FeedWriter, for_feed
 from aiperf.history._journal import (
     JournalProblem,
     JournalReader,
@@ -14,6 +15,9 @@ from aiperf.history._journal import (
 )
 
 __all__ = [
+    "FeedReader",
+    "FeedWriter",
+    "for_feed",
     "JournalProblem",
     "JournalReader",
     "JournalSet",

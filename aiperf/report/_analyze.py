@@ -254,6 +254,7 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
         except (KeyError, TypeError, ValueError) as exc:
             problems.append(f"{writer} record {record.get('seq')} ({kind}): unusable ({exc.__class__.__name__}: {exc})")
 
+    journal_set.close()
     problems[:0] = [str(p) for p in journal_set.problems]
     timed_epochs.sort(key=lambda pair: pair[0])
     epochs = [work for _, work in timed_epochs]
