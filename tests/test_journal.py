@@ -176,5 +176,15 @@ def test_many_journals_are_stat_ed_in_flight_and_only_grown_ones_read(tmp_path: 
     new = journals.poll()
     assert [(r["worker"], r["seq"]) for r in new] == [("w007", 1), ("w250", 1), ("w250", 2)]
     assert sorted(opened) == ["w007.jsonl", "w250.jsonl"]  # the others were only stat-ed
-    assert stat_threads and all(name.startswith("aiperf-stat") for name in stat_threads)  # in flight, not inline
+    assert stat_threads == {threading.current_thread().name}  # a local disk: one after the other
+
+    monkeypatch.setattr(journal_module, "_SLOW_STAT_S", -1.0)  # as if every stat were a round trip to a server
+    journals.poll()  # this poll's stats, timed in turn, turn on the threads
+    _write(tmp_path / "w299.jsonl", "w299", 1)
+    stat_threads.clear()
+    opened.clear()
+    new = journals.poll()
+    assert [(r["worker"], r["seq"]) for r in new] == [("w299", 1)]
+    assert opened == ["w299.jsonl"]
+    assert stat_threads and all(name.startswith("aiperf-stat") for name in stat_threads)  # in flight
     journals.close()
