@@ -342,6 +342,25 @@ def test_weak_scaling_config_and_ratio(tmp_path: Path) -> None:
     assert weak.scaling({2: 200.0, 4: 380.0})[4] == pytest.approx(0.95)
 
 
+# -- trainer against a hand-written loop -----------------------------------------------------------------------------
+
+
+def test_trainer_bench_runs_and_prints_its_ratio(capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    trainer = _bench("bench_trainer")
+    threads = torch.get_num_threads()
+    try:  # digits, resnet-tiny: one untimed warm-up and one timed epoch of each loop, a few seconds
+        assert trainer.main(["--reps", "1", "--epochs", "1", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    ratios = [line for line in out.splitlines() if "ratio trainer/hand:" in line]
+    assert len(ratios) == 2  # wall clock and CPU time
+    for line in ratios:
+        assert float(line.split("ratio trainer/hand:")[1].split()[0]) > 0
+
+
 # -- bench/gpu.sh ----------------------------------------------------------------------------------------------------
 
 
