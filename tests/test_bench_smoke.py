@@ -252,6 +252,9 @@ def test_simulation_keeps_the_read_off_the_dispatch_path_and_the_digest_unloads_
     # the workers' background reads of every journal load the server; one digest file does not
     assert proposed.ops_per_s < now.ops_per_s / 5
     assert proposed.pct(proposed.master_polls, 0.99) < now.pct(now.master_polls, 0.99)
+    # TensorBoard: one event file per trial now, one per epoch record with the monitor before 963ac3b
+    assert now.files_per_hour < before.files_per_hour / 2
+    assert now.files_per_hour == pytest.approx(proposed.files_per_hour, rel=0.2)
     assert "keeps up" in sim.format_outcomes(list(out.values()))
 
 
