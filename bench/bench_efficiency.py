@@ -4,8 +4,9 @@ For each precision asked for (bf16 by default; ``--precisions bf16 fp32`` adds f
 experiment (local launcher, synthetic CIFAR-shaped data, two workers) and prints:
 
 * the score (FLOPs of finished epochs / window) from the run's ``result.json``;
-* the peak the run's master probed and recorded (its ``probe`` record: one process using every core) and the
-  efficiency the report shows (score / that peak);
+* the peak the run's master probed and recorded (its ``probe`` records: one process using every core, before the
+  window and again after it; each node's best reading is its peak, as the report counts it,
+  ``aiperf.report._analyze.node_peaks``) and the efficiency the report shows (score / that peak);
 * a peak probed the way the workers actually run -- one process per worker with the threads the master gave it,
   all at once, the same GEMM -- measured by this bench right before and right after the run (the better of the
   two), and score / that peak;
@@ -18,16 +19,17 @@ Usage::
     python bench/bench_efficiency.py --precisions bf16 fp32 --duration 2m
     python bench/bench_efficiency.py --experiment DIR         # only the figures of an existing run (no matched probe)
 
-Why the matched probe: the run's own probe is one burst of half a second, before the window, with every core in one
-process. On a quiet machine it agrees with a worker-shaped probe (here 432.8 against 426.7 GFLOP/s in bf16); on a
-machine shared with other work it catches whatever load is there at that moment, and the efficiency can then read
-over 100%. Probing before and after, the way the workers run, shows whether the machine was quiet.
+Why the matched probe: the run's own probe is a burst of two seconds before the window and another after it, with
+every core in one process. On a quiet machine it agrees with a worker-shaped probe (here 432.8 against 426.7 GFLOP/s
+in bf16); on a machine shared with other work it catches whatever load is there at those moments, and the efficiency
+can then read over 100%. Probing before and after, the way the workers run, shows whether the machine was quiet.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -80,7 +82,7 @@ class RunFigures:
     flops: float
     window_s: float
     busy_s: float  # summed epoch time of all workers
-    recorded_peak: float  # sum of the run's probe records
+    recorded_peak: float  # sum over nodes of each node's best probe reading (0: no probe was recorded)
     recorded_threads: int
     reported_efficiency: float | None
     workers: int
@@ -92,7 +94,12 @@ class RunFigures:
 
 
 def run_figures(result: Mapping[str, Any], probes: Sequence[Mapping[str, Any]]) -> RunFigures:
-    """Figures from a ``result.json`` (schema aiperf.result/1) and the run's probe records. Pure, for tests."""
+    """Figures from a ``result.json`` (schema aiperf.result/1) and the run's probe records. Pure, for tests.
+
+    The master probes every node before the window and again after it (``phase`` "before" / "after"): a node's peak
+    is its best reading, taken with the report's own rule, never the sum of its readings."""
+    from aiperf.report._analyze import node_peaks
+
     score = result["score"]
     workers = result.get("workers") or []
     busy = sum(float(w.get("busy_s") or 0.0) for w in workers)
@@ -105,7 +112,7 @@ def run_figures(result: Mapping[str, Any], probes: Sequence[Mapping[str, Any]]) 
         flops=float(score["flops"]),
         window_s=float(window.get("duration_s") or 0.0),
         busy_s=busy,
-        recorded_peak=sum(float(p["peak_flops"]) for p in probes),
+        recorded_peak=math.fsum(node_peaks([dict(p) for p in probes]).values()),
         recorded_threads=int(probes[0].get("threads") or 0) if probes else 0,
         reported_efficiency=efficiency.get("ratio"),
         workers=max(1, len(workers)),
@@ -125,10 +132,15 @@ def format_figures(fig: RunFigures, matched: float | None, layout: str) -> str:
     lines = [
         f"precision {fig.precision}: score {fig.score / g:,.1f} GFLOPS over {fig.window_s:.0f} s "
         f"({fig.flops / 1e12:.2f} TFLOP)",
-        f"  run's own probe ({fig.recorded_threads} threads, one process): {fig.recorded_peak / g:,.1f} GFLOP/s"
-        f" -> efficiency {100 * fig.score / fig.recorded_peak:.1f}%"
-        + (f" (report: {100 * fig.reported_efficiency:.1f}%)" if fig.reported_efficiency is not None else ""),
     ]
+    if fig.recorded_peak > 0:
+        lines.append(
+            f"  run's own probe ({fig.recorded_threads} threads, one process; each node's best reading):"
+            f" {fig.recorded_peak / g:,.1f} GFLOP/s -> efficiency {100 * fig.score / fig.recorded_peak:.1f}%"
+            + (f" (report: {100 * fig.reported_efficiency:.1f}%)" if fig.reported_efficiency is not None else "")
+        )
+    else:
+        lines.append("  run's own probe: none recorded in the master's journal, so no efficiency against it")
     if matched:
         lines += [
             f"  matched probe ({layout}, concurrently): {matched / g:,.1f} GFLOP/s"
@@ -183,7 +195,7 @@ def main(argv: Iterable[str] | None = None) -> int:
                 "score": fig.score,
                 "recorded_peak": fig.recorded_peak,
                 "matched_peak": max(before, after),
-                "efficiency_recorded": fig.score / fig.recorded_peak,
+                "efficiency_recorded": fig.score / fig.recorded_peak if fig.recorded_peak > 0 else None,
                 "efficiency_matched": fig.score / max(before, after),
                 "training_rate": fig.training_rate,
             }

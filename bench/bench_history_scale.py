@@ -376,39 +376,85 @@ def poll_costs(files: int, records_per_file: int = 8, repeats: int = 5) -> dict[
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def monitor_costs(trials: int = 400, epochs_per_trial: int = 2) -> dict[str, float]:
-    """Seconds per epoch record in the master's TensorBoardMonitor when every record belongs to another of
-    ``trials`` running trials (thousands of workers: beyond its 16 live per-trial writers it holds a trial's epochs and
-    writes them when the trial ends), and when they belong to 8 trials (all live); the event files left per record in
-    the first case (one per trial: 1 / epochs_per_trial)."""
+def monitor_costs(
+    trials: int = 400, epochs: tuple[int, int] = (1, 16), batch: int = 20, repeats: int = 3
+) -> dict[str, float]:
+    """The master's TensorBoardMonitor, timed as the master runs it (``update`` on every poll's new records, up to
+    the last trial's ``trial_end`` and ``close``), when ``trials`` trials run at once: beyond its 16 live per-trial
+    writers it holds a trial's epochs in memory and, at the trial's ``trial_end``, opens one writer, writes the whole
+    curve and closes it (one event file per trial).
+
+    Runs with ``epochs`` epochs per trial (the median of ``repeats`` runs each) give the cost of one epoch record
+    (``epoch_record_s``: holding it, then its five scalars) and of one trial's event file (``trial_file_s``: creating,
+    flushing and closing the writer) by a straight line through the two; ``poll_s`` is an update that brings nothing new
+    but writes the experiment's scalars (at most once per second of window); ``epoch_record_open_s`` is an epoch record
+    of one of 8 trials that all have a live writer (flushed at every poll). ``event_files_per_trial``: event files left
+    per trial."""
     from aiperf.monitor import TensorBoardMonitor
     from aiperf.paths import ExperimentPaths
 
     template = next(e for trial in trial_template(trials=2) for e in trial if e["type"] == "epoch")
-    out: dict[str, float] = {}
-    for label, count in (("epoch_record_s", trials), ("epoch_record_open_s", 8)):
+    start_record = {"type": "experiment_start", "t0": T0, "deadline": T0 + 86_400.0, "worker": "master", "seq": 0}
+
+    def timed(count: int, per_trial: int, end: bool) -> tuple[float, int, int, int]:
+        """(seconds, records, polls, event files) of feeding ``count`` trials of ``per_trial`` epochs each."""
+        records: list[dict[str, Any]] = []
+        for epoch in range(1, per_trial + 1):
+            for t in range(count):
+                event = {**template, "trial": f"w{t:04d}-1", "epoch": epoch}
+                records.append({**event, "worker": f"w{t:04d}", "seq": epoch, "time": T0})
+        if end:
+            for t in range(count):
+                records.append(
+                    {"type": "trial_end", "trial": f"w{t:04d}-1", "status": "finished", "reward": 0.5,
+                     "worker": f"w{t:04d}", "seq": per_trial + 1, "time": T0}
+                )  # fmt: skip
         root = Path(tempfile.mkdtemp(prefix="aiperf-monitor-"))
         try:
             monitor = TensorBoardMonitor(ExperimentPaths(root))
-            start_record = {"type": "experiment_start", "t0": T0, "deadline": T0 + 3600.0}
-            monitor.update([{**start_record, "worker": "master", "seq": 0, "time": T0}], T0)
-            records = []
-            for epoch in range(1, max(epochs_per_trial, trials * epochs_per_trial // count) + 1):
-                for t in range(count):
-                    worker = f"w{t:04d}"
-                    event = {**template, "trial": f"{worker}-1", "epoch": epoch}
-                    records.append({**event, "worker": worker, "seq": epoch, "time": T0})
+            monitor.update([{**start_record, "time": T0}], T0)
+            polls = 0
             start = time.perf_counter()
-            for i in range(0, len(records), 20):  # a poll brings a batch of records
-                monitor.update(records[i : i + 20], T0 + 1 + i)
-            out[label] = (time.perf_counter() - start) / len(records)
+            for i in range(0, len(records), batch):  # a poll brings a batch of records, a second apart
+                polls += 1
+                monitor.update(records[i : i + batch], T0 + 1 + polls)
             monitor.close()
-            if count == trials:
-                files = sum(1 for _ in (root / "tb").rglob("events.out.tfevents.*"))
-                out["event_files_per_epoch_record"] = files / len(records)
+            elapsed = time.perf_counter() - start
+            files = sum(1 for d in (root / "tb" / "trials").iterdir() for _ in d.glob("events.out.tfevents.*"))
+            return elapsed, len(records), polls, files
         finally:
             shutil.rmtree(root, ignore_errors=True)
-    return out
+
+    # an empty poll: the experiment's scalars only
+    root = Path(tempfile.mkdtemp(prefix="aiperf-monitor-"))
+    try:
+        monitor = TensorBoardMonitor(ExperimentPaths(root))
+        monitor.update([{**start_record, "time": T0}], T0)
+        start = time.perf_counter()
+        for i in range(200):
+            monitor.update([], T0 + 1 + i)
+        poll_s = (time.perf_counter() - start) / 200
+        monitor.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    totals = {}
+    files = 0
+    for per_trial in epochs:
+        runs = []
+        for _ in range(repeats):
+            elapsed, _, polls, files = timed(trials, per_trial, end=True)
+            runs.append((elapsed - polls * poll_s) / trials)  # seconds per trial, the polls' own cost taken out
+        totals[per_trial] = statistics.median(runs)
+    low, high = epochs
+    epoch_s = (totals[high] - totals[low]) / (high - low)
+    elapsed, records, polls, _ = timed(8, trials * low // 8, end=False)
+    return {
+        "epoch_record_s": epoch_s,
+        "trial_file_s": max(0.0, totals[low] - low * epoch_s),
+        "poll_s": poll_s,
+        "epoch_record_open_s": (elapsed - polls * poll_s) / records,
+        "event_files_per_trial": files / trials,
+    }
 
 
 def fsync_cost(records: int = 200) -> float:
@@ -549,10 +595,10 @@ def main(argv: Iterable[str] | None = None) -> int:
         saved["monitor"] = monitor_costs()
         m = saved["monitor"]
         print(
-            f"master's TensorBoard monitor per epoch record: {1e3 * m['epoch_record_s']:.2f} ms when 400 trials run "
-            f"(16 live writers, the rest held to the trial's end; {m['event_files_per_epoch_record']:.2f} event files "
-            "per record, one per trial), "
-            f"{1e3 * m['epoch_record_open_s']:.3f} ms when 8 do"
+            f"master's TensorBoard monitor with 400 trials running (16 live writers, the rest held to the trial's end):"
+            f" {1e3 * m['epoch_record_s']:.3f} ms per epoch record + {1e3 * m['trial_file_s']:.2f} ms per trial"
+            f" ({m['event_files_per_trial']:.2f} event files per trial); {1e3 * m['poll_s']:.3f} ms per poll for the"
+            f" experiment's scalars; {1e3 * m['epoch_record_open_s']:.3f} ms per epoch record when 8 trials run"
         )
     if "parse" in saved:
         p = saved["parse"]

@@ -10,17 +10,21 @@ Does the design keep up at cluster scale? The simulation replays the workload of
   history's current size) and append the proposal (write + fsync). Target: p99 <= 1 s.
 * **the master's poll**: every 0.5 s after the previous poll ends, the master lists the folder, opens and reads
   every journal, parses the new records and folds them into its live state and TensorBoard files. It keeps up when
-  a poll takes less than its 0.5 s period (then any record is seen within a second).
+  a poll takes less than its 0.5 s period (then any record is seen within a second). Its TensorBoard monitor
+  (aiperf/monitor.py, since commit 963ac3b) keeps live writers for 16 running trials only; with thousands of
+  workers nearly every trial's epochs are held in memory and written when its ``trial_end`` arrives, in one event
+  file per trial. So a poll pays the experiment's scalars, a cost per epoch record and a cost per ended trial (the
+  event file); the 16 live trials' per-poll flushes are left out (16 of 10,000 running trials).
 * the shared filesystem's load (metadata operations per second) and the journals' file count and growth per hour.
 
 Costs are measured, not assumed, where this machine can measure them (bench/bench_history_scale.py ``--save``,
-embedded below as defaults): per-file cost of a poll, per-record and per-byte parse cost, History.apply, an fsync,
-the TensorBoard monitor's cost per epoch record, and proposal latency against history size (bench/bench_proposal.py's
-warm curve, interpolated log-log and held flat beyond the largest size measured -- the GP is capped at 160 points).
-A network filesystem cannot be measured here: the ``nfs`` scenario charges every metadata operation (an open costs
-two: the close-to-open GETATTR and a READ at the end of the file; a stat one) a round trip of ``--nfs-op-ms`` (0.2
-ms), inflated by the server's utilisation as in an M/M/1 queue (``--nfs-ops-per-s`` capacity, 100,000/s), and an
-fsync ``--nfs-fsync-ms`` (2 ms). These are assumptions, stated as such.
+embedded below as defaults): per-file cost of a poll, per-record and per-byte parse cost, History.apply, an fsync, the
+TensorBoard monitor's cost per poll, per epoch record and per trial, and proposal latency against history size
+(bench/bench_proposal.py's warm curve, interpolated log-log and held flat beyond the largest size measured -- the GP
+is capped at 160 points). A network filesystem cannot be measured here: the ``nfs`` scenario charges every metadata
+operation (an open costs two: the close-to-open GETATTR and a READ at the end of the file; a stat one) a round trip of
+``--nfs-op-ms`` (0.2 ms), inflated by the server's utilisation as in an M/M/1 queue (``--nfs-ops-per-s`` capacity,
+100,000/s), and an fsync ``--nfs-fsync-ms`` (2 ms). These are assumptions, stated as such.
 
 Trial durations come from real journals (``--journals`` experiment directories; default: the figures measured from
 five runs on this machine, four synthetic CIFAR-shaped and one digits, embedded below): the spread of epoch
@@ -30,12 +34,15 @@ completed (early stopping). They are scaled to ImageNet: epoch budgets from sear
 ResNet-50-class, 1.28 M images on an 8-GPU node at ~3,000 images/s per GPU, plus evaluation).
 
 Variants (``--variants``): ``before`` (the code before this issue: every journal opened at every poll, heartbeats
-every 2 s, the history always read on the dispatch path), ``now`` (journals whose size did not change are skipped
-after an ``os.stat``; a worker whose read of the history took longer than 0.25 s reads it in a background thread
-from then on, every max(10 s, 10 x the read's cost), and proposes from what it has; heartbeats every 2 s, the
-default), ``now+hb30`` (the same with ``[run] heartbeat = "30s"``, a config knob), ``proposed`` (now+hb30, and
-what the master's code would need: it appends what it reads, heartbeats excepted, to one digest file that workers read
-instead of every journal; it keeps 32 stats in flight; its TensorBoard writers stay open instead of churning).
+every 2 s, the history always read on the dispatch path, and the TensorBoard monitor of then, which reopened a
+per-trial writer -- a new event file -- for nearly every epoch record once more than 16 trials ran), ``now`` (journals
+whose size did not change are skipped after an ``os.stat``; a worker whose read of the history took longer than 0.25 s
+reads it in a background thread from then on, every max(5 s, 10 x the read's cost), and proposes from what it has;
+heartbeats every 2 s: the automatic interval up to 600 workers, or ``[run] heartbeat = "2s"``), ``now+hb30`` (the same
+with 30 s heartbeats: the automatic interval at 9,000 workers and more, or ``heartbeat = "30s"``), ``proposed``
+(now+hb30, and what the master's code would need: it appends what it reads, heartbeats excepted, to one digest file
+that workers read instead of every journal; it keeps 32 stats in flight). Every variant but ``before`` has the current
+monitor.
 
 What it does not model: CPU contention between the master and anything else on its node; the NFS client's
 attribute cache (``actimeo``), which would make stats cheaper and staler; several metadata servers; directory
@@ -64,7 +71,12 @@ from typing import Any
 
 # Measured on this project's 2-core development VM, shared with other jobs (bench/bench_history_scale.py --save;
 # 2026-11-29): polls of 100..10,000 journals, the 10^6-event replay's read and apply rates in a fresh process, one
-# fsync, the TensorBoard monitor, and bench_proposal.py's warm proposal latency (synthetic space).
+# fsync, and bench_proposal.py's warm proposal latency (synthetic space). "monitor": the current TensorBoardMonitor
+# (one event file per trial), bench_history_scale.monitor_costs() with 400 trials running, 1 and 16 epochs per trial,
+# 3 runs on 2026-12-05 (machine shared, load average 3-5; each figure the median of the 3: epoch record 0.31-0.41 ms,
+# trial file 1.2-2.0 ms, poll 0.22-0.26 ms). "monitor_churn": the monitor before commit 963ac3b, which reopened a
+# writer (a new event file) for nearly every epoch record once more than 16 trials ran (measured 2026-11-29); only
+# the "before" variant uses it.
 DEFAULT_COSTS: dict[str, Any] = {
     "poll": [
         {"files": 100, "poll_idle_s": 0.00035, "open_scan_s": 0.00088, "stat_scan_s": 0.00023, "listing_s": 0.000065},
@@ -79,7 +91,14 @@ DEFAULT_COSTS: dict[str, Any] = {
         "heartbeat_apply_s": 1.1e-6,
     },
     "fsync_s": 0.0015,
-    "monitor": {"epoch_record_s": 0.00107, "epoch_record_open_s": 0.00019, "event_files_per_epoch_record": 1.0},
+    "monitor": {
+        "epoch_record_s": 0.00036,
+        "trial_file_s": 0.0019,
+        "poll_s": 0.00022,
+        "epoch_record_open_s": 0.00032,
+        "event_files_per_trial": 1.0,
+    },
+    "monitor_churn": {"epoch_record_s": 0.00107, "event_files_per_epoch_record": 1.0},
     "proposal": [
         {"finished": 10, "warm_s": 0.045},
         {"finished": 100, "warm_s": 0.102},
@@ -118,14 +137,14 @@ class Variant:
     master_parallel: int = 1
     master_poll_s: float = 0.5
     digest: bool = False  # the master appends what it reads (heartbeats excepted) to one file the workers read
-    monitor_open: bool = False  # the master's TensorBoard writers do not churn (per-trial curves batched, say)
+    monitor_churn: bool = False  # the TensorBoard monitor before 963ac3b: a new event file per epoch record
 
 
 VARIANTS = {
-    "before": Variant("before", stat_skip=False, background=False),
+    "before": Variant("before", stat_skip=False, background=False, monitor_churn=True),
     "now": Variant("now"),
     "now+hb30": Variant("now+hb30", heartbeat_s=30.0),
-    "proposed": Variant("proposed", heartbeat_s=30.0, master_parallel=32, digest=True, monitor_open=True),
+    "proposed": Variant("proposed", heartbeat_s=30.0, master_parallel=32, digest=True),
 }
 
 
@@ -199,8 +218,19 @@ class CostModel:
         self.read_byte_s = parse["read_per_byte_s"]
         self.apply_s = parse["apply_per_record_s"]
         self.heartbeat_apply_s = parse["heartbeat_apply_s"]
-        self.monitor_epoch_s = costs["monitor"]["epoch_record_s"]
-        self.monitor_open_epoch_s = costs["monitor"].get("epoch_record_open_s", self.monitor_epoch_s)
+        monitor = costs["monitor"]
+        if "trial_file_s" not in monitor:
+            raise SystemExit(
+                "sim_master: the costs' monitor figures are of the monitor before commit 963ac3b (a file per epoch "
+                "record); run bench/bench_history_scale.py --save again"
+            )
+        self.monitor_epoch_s = monitor["epoch_record_s"]  # held, then written at the trial's end
+        self.monitor_trial_s = monitor["trial_file_s"]  # the trial's event file: create, flush, close
+        self.monitor_poll_s = monitor.get("poll_s", 0.0)  # the experiment's scalars
+        self.monitor_files_per_trial = monitor.get("event_files_per_trial", 1.0)
+        churn = costs.get("monitor_churn", DEFAULT_COSTS["monitor_churn"])
+        self.churn_epoch_s = churn["epoch_record_s"]
+        self.churn_files_per_epoch = churn["event_files_per_epoch_record"]
         self.fs = fs
         self.fsync = fs.fsync_s if fs.fsync_s is not None else costs["fsync_s"]
         points = sorted((p["finished"], p["warm_s"]) for p in costs["proposal"])
@@ -279,7 +309,7 @@ def simulate(
     last_read_records = [0] * n
     last_read_bytes = [0.0] * n
     background_period: list[float] = []
-    proposals = finished = epochs_total = epochs_since_poll = 0
+    proposals = finished = epochs_total = epochs_since_poll = ends_since_poll = 0
     lags: list[float] = []
     parts = {"scan": 0.0, "read": 0.0, "propose": 0.0, "fsync": 0.0}
     background_load: list[float] = []
@@ -325,9 +355,13 @@ def simulate(
             scan, scan_ops = model.scan_s(files, changed, variant.stat_skip, variant.master_parallel)
             records = disc_records - master_records + heartbeats
             nbytes = disc_bytes - master_bytes + heartbeats * size["heartbeat"]
-            monitor = model.monitor_open_epoch_s if variant.monitor_open else model.monitor_epoch_s
-            duration = scan + model.read_s(records, nbytes, heartbeats) + monitor * epochs_since_poll
-            epochs_since_poll = 0
+            if variant.monitor_churn:
+                monitor = model.churn_epoch_s * epochs_since_poll
+            else:
+                monitor = model.monitor_poll_s + model.monitor_epoch_s * epochs_since_poll
+                monitor += model.monitor_trial_s * ends_since_poll
+            duration = scan + model.read_s(records, nbytes, heartbeats) + monitor
+            epochs_since_poll = ends_since_poll = 0
             ops += scan_ops
             master_polls.append(duration)
             master_records, master_bytes, master_last = disc_records, disc_bytes, t
@@ -405,14 +439,19 @@ def simulate(
             disc_bytes += size["trial_end"]
             dirty.add(w)
             finished += 1
+            ends_since_poll += 1
             push(t + model.fsync, "dispatch", w)
     span = max(1e-9, min(end, t))
     records = disc_records + hb_rate * span
     nbytes = disc_bytes + hb_rate * span * size["heartbeat"]
+    # TensorBoard event files: one per trial (current monitor), or one per epoch record (churn, before 963ac3b)
+    if variant.monitor_churn:
+        event_files = model.churn_files_per_epoch * epochs_total
+    else:
+        event_files = model.monitor_files_per_trial * finished
     if fs.op_s is not None:
         ops += 2 * records  # every record: a WRITE and a COMMIT (fsync)
-        if not variant.monitor_open:  # every churned TensorBoard writer creates a file
-            ops += 2 * costs["monitor"]["event_files_per_epoch_record"] * epochs_total
+        ops += 2 * event_files  # every event file: a CREATE and its COMMIT
     return Outcome(
         variant=variant.name,
         fs=fs.name,
@@ -423,10 +462,7 @@ def simulate(
         records_per_s=records / span,
         trials=proposals,
         bytes_per_hour=nbytes / span * 3600.0,
-        files_per_hour=(0.0 if variant.monitor_open else costs["monitor"]["event_files_per_epoch_record"])
-        * epochs_total
-        / span
-        * 3600.0,
+        files_per_hour=event_files / span * 3600.0,
         journal_files=files,
         background_load=statistics.mean(background_load) if background_load else 0.0,
         background_period=statistics.median(background_period) if background_period else 0.0,

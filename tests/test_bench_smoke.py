@@ -132,6 +132,53 @@ def test_efficiency_figures() -> None:
     assert "efficiency 80.0%" in text and "efficiency 40.0%" in text
 
 
+def _probe(node: str, phase: str, peak: float) -> dict[str, Any]:
+    """A master's probe record as aiperf/master.py writes it (the probe's fields, then ``phase``)."""
+    return {"type": "probe", "node": node, "device": "cpu", "precision": "bf16", "peak_flops": peak, "threads": 2,
+            "phase": phase}  # fmt: skip
+
+
+def _efficiency_experiment(root: Path, probes: list[dict[str, Any]]) -> Path:
+    """A finished experiment's result.json and master journal, the two files bench_efficiency reads."""
+    import json
+
+    result = {
+        "score": {"score_flops": 80e9, "flops": 80e9 * 100},
+        "workers": [{"busy_s": 90.0}, {"busy_s": 90.0}],
+        "window": {"duration_s": 100.0},
+        "efficiency": {"ratio": None},
+        "config": {"train": {"precision": "bf16"}},
+    }
+    (root / "result.json").write_text(json.dumps(result))
+    with JournalWriter(root / "journals" / "master.jsonl", "master") as master:
+        master.emit({"type": "experiment_start", "t0": 0.0, "deadline": 100.0, "config": {"run": {"workers": 2}}})
+        for probe in probes[: len(probes) // 2]:
+            master.emit(probe)
+        master.emit({"type": "experiment_end", "t_end": 100.0, "reason": "the window closed"})
+        for probe in probes[len(probes) // 2 :]:
+            master.emit(probe)
+    return root
+
+
+def test_efficiency_counts_each_nodes_best_probe_not_the_sum_of_its_readings(tmp_path: Path) -> None:
+    eff = _bench("bench_efficiency")
+    # the master probes every node before the window and again after it: n0 read low before (a loaded moment)
+    probes = [_probe("n0", "before", 100e9), _probe("n1", "before", 60e9)]
+    probes += [_probe("n0", "after", 140e9), _probe("n1", "after", 40e9)]
+    fig = eff.read_run(_efficiency_experiment(tmp_path, probes))
+    assert fig.recorded_peak == pytest.approx(140e9 + 60e9)  # not 340e9, the four readings summed
+    text = eff.format_figures(fig, None, "")
+    assert "200.0 GFLOP/s" in text and "efficiency 40.0%" in text
+
+
+def test_efficiency_without_a_probe_says_so(tmp_path: Path) -> None:
+    eff = _bench("bench_efficiency")
+    fig = eff.read_run(_efficiency_experiment(tmp_path, []))
+    assert fig.recorded_peak == 0.0
+    text = eff.format_figures(fig, None, "")
+    assert "no efficiency" in text and "score 80.0 GFLOPS" in text
+
+
 # -- history at scale ------------------------------------------------------------------------------------------------
 
 
@@ -205,6 +252,9 @@ def test_simulation_keeps_the_read_off_the_dispatch_path_and_the_digest_unloads_
     # the workers' background reads of every journal load the server; one digest file does not
     assert proposed.ops_per_s < now.ops_per_s / 5
     assert proposed.pct(proposed.master_polls, 0.99) < now.pct(now.master_polls, 0.99)
+    # TensorBoard: one event file per trial now, one per epoch record with the monitor before 963ac3b
+    assert now.files_per_hour < before.files_per_hour / 2
+    assert now.files_per_hour == pytest.approx(proposed.files_per_hour, rel=0.2)
     assert "keeps up" in sim.format_outcomes(list(out.values()))
 
 
@@ -314,6 +364,25 @@ def test_weak_scaling_config_and_ratio(tmp_path: Path) -> None:
     assert weak.scaling({2: 200.0, 4: 380.0})[4] == pytest.approx(0.95)
 
 
+# -- trainer against a hand-written loop -----------------------------------------------------------------------------
+
+
+def test_trainer_bench_runs_and_prints_its_ratio(capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    trainer = _bench("bench_trainer")
+    threads = torch.get_num_threads()
+    try:  # digits, resnet-tiny: one untimed warm-up and one timed epoch of each loop, a few seconds
+        assert trainer.main(["--reps", "1", "--epochs", "1", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    ratios = [line for line in out.splitlines() if "ratio trainer/hand:" in line]
+    assert len(ratios) == 2  # wall clock and CPU time
+    for line in ratios:
+        assert float(line.split("ratio trainer/hand:")[1].split()[0]) > 0
+
+
 # -- bench/gpu.sh ----------------------------------------------------------------------------------------------------
 
 
@@ -333,6 +402,8 @@ def test_gpu_script_dry_run_writes_a_valid_experiment(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "4.09 GMACs" in done.stdout  # ResNet-50 at 224x224
+    budget = int(done.stdout.split("all steps stop within ")[1].split()[0])
+    assert budget < 570  # the script promises under 10 minutes
     config = load_config(tmp_path / "experiment.toml")
     assert config.dataset.shape == (3, 224, 224) and config.dataset.num_classes == 1000
     assert config.train.precision == "bf16" and config.train.device == "cuda"
