@@ -150,7 +150,9 @@ def _trial(
         )
 
 
-def make_experiment(root: Path, state: str = "finished", evil: bool = False) -> Experiment:
+def make_experiment(
+    root: Path, state: str = "finished", evil: bool = False, peaks: tuple[float, float] = (2.0e11, 1.0e11)
+) -> Experiment:
     """A schema-complete experiment: master start/probes/end, two workers with proposals, trials, epochs.
 
     ``state``: ``finished`` (experiment_end written), ``running`` (a live master pid, deadline ahead) or
@@ -179,7 +181,7 @@ def make_experiment(root: Path, state: str = "finished", evil: bool = False) -> 
             }
         )
     )
-    for node, peak in (("node0", 2.0e11), ("node1", 1.0e11)):
+    for node, peak in zip(("node0", "node1"), peaks, strict=True):
         m.append(master.emit({"type": "probe", "node": node, "precision": "bf16", "peak_flops": peak, "device": "cpu"}))
 
     w0 = JournalWriter(paths.journal("w000"), "w000", host=EVIL if evil else "host-a")
@@ -247,6 +249,7 @@ SCHEMA: dict[str, Any] = {
             }
         ],
         "ratio": Opt(NUM),
+        "note": Opt(STR),
     },
     "validity": {
         "valid": BOOL,
@@ -573,6 +576,19 @@ def test_only_a_valid_run_under_official_rules_is_official(finished: Experiment)
     failing = analyze(finished.paths, dataset_rules={**RULES, "official": True, "top1_threshold": 0.99})
     assert not failing.valid and not failing.official
     assert result_to_json(failing)["validity"]["official"] is False
+
+
+def test_an_efficiency_above_100_percent_is_flagged_not_counted_as_a_journal_problem(tmp_path: Path) -> None:
+    low = make_experiment(tmp_path / "exp-low-probes", peaks=(1.0e3, 1.0e3))  # probed while the nodes were busy
+    result = analyze(low.paths)
+    assert result.efficiency is not None and result.efficiency > 1.0
+    assert result.efficiency_note and "above 100%" in result.efficiency_note
+    assert result.problems == []  # no journal line was unusable
+    text = format_summary(result)
+    assert "(not meaningful: the probes read low)" in text and "unusable line" not in text
+    assert result_to_json(result)["efficiency"]["note"] == result.efficiency_note
+    assert html.escape(result.efficiency_note) in render_html(result)
+    assert analyze(make_experiment(tmp_path / "exp-ok").paths).efficiency_note is None
 
 
 def test_summary_names_figures_and_paths(finished: Experiment) -> None:

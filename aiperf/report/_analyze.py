@@ -104,6 +104,7 @@ class Result:
     environment: dict[str, Any]
     dataset_rules: dict[str, Any]
     end_reason: str | None = None
+    efficiency_note: str | None = None  # why the efficiency figure is not meaningful (above 100%), if it is not
     node_peaks: dict[str, float] = field(default_factory=dict)
     epochs: list[EpochWork] = field(default_factory=list)
 
@@ -295,8 +296,9 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
         rules.append(Rule("run finished", False, f"the experiment is {status}; figures are provisional"))
     peaks_by_node = node_peaks(peaks)
     ratio = efficiency(final.score, peaks_by_node.values())
+    efficiency_note = None
     if ratio is not None and ratio > 1.0:
-        problems.append(
+        efficiency_note = (
             f"efficiency {ratio:.0%} is above 100%: the probes read low (the nodes were busy while they were probed), "
             "so the efficiency figure is not meaningful for this run"
         )
@@ -325,6 +327,7 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
         v1_score=v1,
         peaks=peaks,
         efficiency=ratio,
+        efficiency_note=efficiency_note,
         node_peaks=peaks_by_node,
         rules=rules,
         valid=all(r.passed for r in rules),

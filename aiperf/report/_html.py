@@ -299,6 +299,9 @@ def _workers(result: Result) -> str:
         if result.efficiency is not None
         else '<p class="muted">No node was probed: efficiency n/a.</p>'
     )
+    if result.efficiency_note:
+        eff += f'<p class="note">{_e(result.efficiency_note)}</p>'
+
     return (
         '<section id="workers"><h2>Workers and nodes</h2>'
         + _table(

@@ -148,6 +148,7 @@ def result_to_json(result: Result) -> dict[str, Any]:
             "peak_flops_sum": peak_sum if result.node_peaks else None,
             "probes": probes,
             "ratio": result.efficiency,
+            "note": result.efficiency_note,
         },
         "validity": {
             "valid": result.valid,

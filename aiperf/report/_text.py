@@ -151,10 +151,11 @@ def _efficiency_text(result: Result) -> str:
     peaks = list(result.node_peaks.values())
     if result.efficiency is None or not peaks:
         return "n/a (no node was probed)"
-    return (
+    text = (
         f"{format_ratio(result.efficiency)} of {format_rate(math.fsum(peaks))} dense-GEMM peak "
         f"probed on {len(peaks)} node{'s' if len(peaks) != 1 else ''}"
     )
+    return text + (" (not meaningful: the probes read low)" if result.efficiency_note else "")
 
 
 def format_summary(result: Result) -> str:
