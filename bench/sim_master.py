@@ -35,14 +35,15 @@ ResNet-50-class, 1.28 M images on an 8-GPU node at ~3,000 images/s per GPU, plus
 
 Variants (``--variants``): ``before`` (the code before this issue: every journal opened at every poll, heartbeats
 every 2 s, the history always read on the dispatch path, and the TensorBoard monitor of then, which reopened a
-per-trial writer -- a new event file -- for nearly every epoch record once more than 16 trials ran), ``now`` (journals
-whose size did not change are skipped after an ``os.stat``; a worker whose read of the history took longer than 0.25 s
-reads it in a background thread from then on, every max(5 s, 10 x the read's cost), and proposes from what it has;
-heartbeats every 2 s: the automatic interval up to 600 workers, or ``[run] heartbeat = "2s"``), ``now+hb30`` (the same
-with 30 s heartbeats: the automatic interval at 9,000 workers and more, or ``heartbeat = "30s"``), ``proposed``
-(now+hb30, and what the master's code would need: it appends what it reads, heartbeats excepted, to one digest file
-that workers read instead of every journal; it keeps 32 stats in flight). Every variant but ``before`` has the current
-monitor.
+per-trial writer -- a new event file -- for nearly every epoch record once more than 16 trials ran), ``journals``
+(every worker reads every journal; journals whose size did not change are skipped after an ``os.stat``; a worker
+whose read of the history took longer than 0.25 s reads it in a background thread from then on, every max(5 s, 10 x
+the read's cost), and proposes from what it has; heartbeats every 2 s: the automatic interval up to 600 workers, or
+``[run] heartbeat = "2s"``), ``journals+hb30`` (the same with 30 s heartbeats: the automatic interval at 9,000
+workers and more, or ``heartbeat = "30s"``), ``now`` (the code as it is: journals+hb30, and the history feed -- the
+master copies what it reads, heartbeats excepted, into one file that the workers read instead of every journal, one
+append and fsync per poll -- and on the network filesystem the master's stats 32 in flight, which JournalSet turns
+on where a stat takes over 50 us). Every variant but ``before`` has the current monitor.
 
 What it does not model: CPU contention between the master and anything else on its node; the NFS client's
 attribute cache (``actimeo``), which would make stats cheaper and staler; several metadata servers; directory
@@ -136,15 +137,15 @@ class Variant:
     min_period_s: float = 5.0
     master_parallel: int = 1
     master_poll_s: float = 0.5
-    digest: bool = False  # the master appends what it reads (heartbeats excepted) to one file the workers read
+    feed: bool = False  # the history feed: the master copies what it reads (heartbeats excepted) into one file
     monitor_churn: bool = False  # the TensorBoard monitor before 963ac3b: a new event file per epoch record
 
 
 VARIANTS = {
     "before": Variant("before", stat_skip=False, background=False, monitor_churn=True),
-    "now": Variant("now"),
-    "now+hb30": Variant("now+hb30", heartbeat_s=30.0),
-    "proposed": Variant("proposed", heartbeat_s=30.0, master_parallel=32, digest=True),
+    "journals": Variant("journals"),
+    "journals+hb30": Variant("journals+hb30", heartbeat_s=30.0),
+    "now": Variant("now", heartbeat_s=30.0, master_parallel=32, feed=True),
 }
 
 
@@ -255,19 +256,20 @@ class CostModel:
 
     def scan_s(self, files: int, changed: int, stat_skip: bool, parallel: int = 1) -> tuple[float, float]:
         """(seconds, metadata operations) to find and open the journals of one poll; on a network filesystem
-        ``parallel`` operations may be in flight at once."""
+        ``parallel`` stats may be in flight at once (aiperf.history.JournalSet; the opens of the journals that grew
+        stay one after another)."""
         python = files * self.python_file_s
         if self.fs.op_s is None:
             listing = files * self.list_file_s
             if stat_skip:
                 return python + listing + files * self.stat_file_s + changed * self.open_file_s, 0.0
             return python + listing + files * self.open_file_s, 0.0
-        ops = files / 1000.0  # the listing: a READDIRPLUS per ~1,000 entries
-        if stat_skip:
-            ops += files * self.fs.ops_per_stat + changed * self.fs.ops_per_open
-        else:
-            ops += files * self.fs.ops_per_open
-        return python + ops * self.op_s / max(1, parallel), ops
+        listing = files / 1000.0  # a READDIRPLUS per ~1,000 entries
+        if not stat_skip:
+            ops = listing + files * self.fs.ops_per_open
+            return python + ops * self.op_s, ops
+        stats, opens = files * self.fs.ops_per_stat, changed * self.fs.ops_per_open
+        return python + (listing + stats / max(1, parallel) + opens) * self.op_s, listing + stats + opens
 
     def read_s(self, records: float, nbytes: float, heartbeats: float) -> float:
         """Parse ``records`` (``nbytes`` in all) and apply them; heartbeats apply at their own (lower) cost."""
@@ -327,7 +329,7 @@ def simulate(
     def read_cost(w: int, t: float) -> tuple[float, float, float]:
         """(scan s, read s, metadata ops) of a worker reading everything new since its previous read."""
         since = t - last_read_t[w]
-        if variant.digest:  # one file, no heartbeats in it
+        if variant.feed:  # one file, no heartbeats in it
             new = disc_records - last_read_records[w]
             scan, scan_ops = model.scan_s(2, 2, variant.stat_skip)
             return scan, model.read_s(new, disc_bytes - last_read_bytes[w], 0.0), scan_ops
@@ -361,6 +363,8 @@ def simulate(
                 monitor = model.monitor_poll_s + model.monitor_epoch_s * epochs_since_poll
                 monitor += model.monitor_trial_s * ends_since_poll
             duration = scan + model.read_s(records, nbytes, heartbeats) + monitor
+            if variant.feed and records > heartbeats:
+                duration += model.fsync  # the feed: one append and one fsync per poll that found records
             epochs_since_poll = ends_since_poll = 0
             ops += scan_ops
             master_polls.append(duration)
@@ -375,9 +379,9 @@ def simulate(
                 # at the current record rate fixes the period (at least min_period_s, else 10 x the cost).
                 rate = disc_records / max(t, 1.0) + hb_rate
                 period = variant.min_period_s
-                scanned = 2 if variant.digest else files
-                heartbeat_rate = 0.0 if variant.digest else hb_rate
-                if variant.digest:
+                scanned = 2 if variant.feed else files
+                heartbeat_rate = 0.0 if variant.feed else hb_rate
+                if variant.feed:
                     rate -= hb_rate
                 # A read covering P seconds costs a + b P (a: finding the journals, b: the records of one second),
                 # and P = max(min_period_s, 10 (a + b P)): P = 10 a / (1 - 10 b), unbounded once 10 b >= 1.

@@ -238,23 +238,23 @@ def test_proposal_latency_curve_is_interpolated_and_held_flat() -> None:
     assert points[lo] <= model.propose_s(int(math.sqrt(lo * hi))) <= points[hi]
 
 
-def test_simulation_keeps_the_read_off_the_dispatch_path_and_the_digest_unloads_the_server() -> None:
+def test_simulation_keeps_the_read_off_the_dispatch_path_and_the_feed_unloads_the_server() -> None:
     sim = _bench("sim_master")
     workload = sim.Workload(workers=300, hours=0.3, epoch_s=20.0, rounds=(2, 3))
     nfs = sim.FileSystem("nfs", 2e-4, 1e5, 2e-3)
     out = {name: sim.run(workload, sim.VARIANTS[name], sim.DEFAULT_COSTS, nfs) for name in sim.VARIANTS}
-    before, now, proposed = out["before"], out["now"], out["proposed"]
+    before, journals, now = out["before"], out["journals"], out["now"]
     assert all(o.trials > 300 for o in out.values())
-    # before: every dispatch reads everything since the worker's previous one; now: a background thread does
-    assert before.lag_parts["read"] > 10 * now.lag_parts["read"]
-    assert before.pct(before.lags, 0.5) > now.pct(now.lags, 0.5)
-    assert now.records_per_s > out["now+hb30"].records_per_s  # 2 s heartbeats against 30 s
-    # the workers' background reads of every journal load the server; one digest file does not
-    assert proposed.ops_per_s < now.ops_per_s / 5
-    assert proposed.pct(proposed.master_polls, 0.99) < now.pct(now.master_polls, 0.99)
+    # before: every dispatch reads everything since the worker's previous one; since: a background thread does
+    assert before.lag_parts["read"] > 10 * journals.lag_parts["read"]
+    assert before.pct(before.lags, 0.5) > journals.pct(journals.lags, 0.5)
+    assert journals.records_per_s > out["journals+hb30"].records_per_s  # 2 s heartbeats against 30 s
+    # the workers' background reads of every journal load the server; the one feed file does not
+    assert now.ops_per_s < journals.ops_per_s / 5
+    assert now.pct(now.master_polls, 0.99) < journals.pct(journals.master_polls, 0.99)
     # TensorBoard: one event file per trial now, one per epoch record with the monitor before 963ac3b
-    assert now.files_per_hour < before.files_per_hour / 2
-    assert now.files_per_hour == pytest.approx(proposed.files_per_hour, rel=0.2)
+    assert journals.files_per_hour < before.files_per_hour / 2
+    assert journals.files_per_hour == pytest.approx(now.files_per_hour, rel=0.2)
     assert "keeps up" in sim.format_outcomes(list(out.values()))
 
 
