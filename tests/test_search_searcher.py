@@ -184,6 +184,23 @@ def test_failed_and_malformed_records_do_not_break_proposals(caplog: pytest.LogC
     assert "bad-0" in caplog.text or "bad-1" in caplog.text
 
 
+def test_a_record_whose_hash_is_not_its_architectures_does_not_influence_proposals() -> None:
+    h = history(12, running=1, seed=11)
+    s = Searcher(DIGITS, seed=0)
+    clean = s.propose(h, "w000-50")
+    points = s._bo._training_set(h)  # (architecture hashes, targets, observed rewards) of the GP
+    # a record claiming the hash of the very graph the searcher proposes, with the architecture of a seed and the
+    # best reward of all: trusted, it blocked that graph and put a false point into the GP
+    forged = {**next(iter(synthetic_events(DIGITS, finished=1, seed=11))), "trial": "bad-1"}
+    forged["arch_hash"] = clean.arch_hash
+    h.extend([forged, {"type": "trial_end", "trial": "bad-1", "status": "finished", "reward": 0.999}])
+    assert h["bad-1"].malformed is not None and not h.has_hash(clean.arch_hash)
+    for searcher in (s, Searcher(DIGITS, seed=0)):  # warm caches or none
+        assert searcher._bo._training_set(h) == points and 0.999 not in points[2]
+        again = searcher.propose(h, "w000-50")
+        assert (again.arch_hash, again.parent, again.predicted) == (clean.arch_hash, clean.parent, clean.predicted)
+
+
 def test_a_failing_cholesky_still_yields_a_proposal_with_its_reason(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

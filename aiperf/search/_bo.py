@@ -208,6 +208,8 @@ class MorphOptimizer:
         records: dict[str, TrialRecord] = {}
         pending: dict[str, TrialRecord] = {}
         for rec in history:
+            if rec.malformed is not None:  # its arch_hash is not its architecture's: not a point of the GP
+                continue
             if rec.has_result():
                 reward = rec.reward
                 if reward is None or not math.isfinite(reward):
