@@ -272,7 +272,7 @@ def run_worker(experiment: Path, worker_id: str) -> int:
 
     from aiperf import flops
     from aiperf.arch import ArchLimits, Graph, load_file
-    from aiperf.search import History, Searcher, load_dataset_spec, trial_reward
+    from aiperf.search import History, Searcher, load_dataset_spec, trial_reward, worker_index
     from aiperf.train import (
         TrainConfig,
         TrialSpec,
@@ -352,6 +352,8 @@ def run_worker(experiment: Path, worker_id: str) -> int:
             limits=limits,
             seeds=seeds,
             workers=config.run.workers,
+            # the first graphs depend on which worker this is, so workers starting together open differently
+            worker_index=worker_index(worker_id, config.run.workers),
         )
         history = History()
         reader = _HistoryReader(FeedReader(paths.feed, skip_writer=worker_id), history)

@@ -1,15 +1,20 @@
-"""Search quality on a cheap surrogate objective: network-morphism BO against random morphs.
+"""Search quality on a cheap surrogate objective: network-morphism BO against a no-GP control and random morphs.
 
 Usage:  python bench/bench_search_quality.py [--seeds 20] [--proposals 50] [--jobs 2]
 
 The objective is :func:`aiperf.search.simulate.surrogate_reward`, a known function of depth, width and skip
-connections plus Gaussian noise (sd 0.01), evaluated on real graphs. Both searches start from the digits seeds:
+connections plus Gaussian noise (sd 0.01), evaluated on real graphs. The three searches start from the digits seeds:
 
 * BO: the real :class:`aiperf.search.Searcher` (GP over the edit-distance kernel, UCB, annealing over morphs);
-* random: each proposal one random morph of a uniformly chosen earlier architecture.
+* control: the same Searcher with ``SearchConfig(acquisition="random")``: candidates built the same way from the
+  same best parents (the population, then as many annealing moves, as random walks) but one picked at random, with
+  no GP -- what the GP's guidance adds is the gap between BO and this arm;
+* random: each proposal one random morph of a uniformly chosen earlier architecture -- what choosing the best
+  parents adds is the gap between the control and this arm.
 
 Printed: the mean (and standard error) of the best reward after 10, 25 and ``--proposals`` proposals over
-``--seeds`` seeds, how many seeds BO won, and the verdict (BO must have the higher mean best at the end).
+``--seeds`` seeds for each arm, every seed's final best with its winner, how many seeds each pair of arms won, and
+the verdict (BO must have the higher mean best at the end than both other arms).
 """
 
 from __future__ import annotations
@@ -20,27 +25,57 @@ import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from aiperf.search import load_dataset_spec
+from aiperf.search import SearchConfig, load_dataset_spec
 from aiperf.search.simulate import random_morph_search, searcher_search
 
+ARMS = ("BO", "control", "random")
 
-def _one(args: tuple[str, int, int]) -> tuple[list[float], list[float], float]:
+
+def run_seed(args: tuple[str, int, int]) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """One seed: every arm's rewards in proposal order, and each Searcher arm's mean seconds per proposal."""
     dataset, seed, proposals = args
     spec = load_dataset_spec(dataset)
-    t = time.perf_counter()
-    bo = searcher_search(spec, proposals, seed).rewards
-    per_proposal = (time.perf_counter() - t) / proposals
-    rnd = random_morph_search(spec, proposals, seed).rewards
-    return bo, rnd, per_proposal
-
-
-def _best_after(rewards: list[float], n: int) -> float:
-    return max(rewards[:n])
+    rewards: dict[str, list[float]] = {}
+    seconds: dict[str, float] = {}
+    for arm, config in (("BO", SearchConfig()), ("control", SearchConfig(acquisition="random"))):
+        t = time.perf_counter()
+        rewards[arm] = searcher_search(spec, proposals, seed, config=config).rewards
+        seconds[arm] = (time.perf_counter() - t) / proposals
+    rewards["random"] = random_morph_search(spec, proposals, seed).rewards
+    return rewards, seconds
 
 
 def _mean_se(values: list[float]) -> str:
     se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.4f} +- {se:.4f}"
+
+
+def report(results: list[tuple[dict[str, list[float]], dict[str, float]]], proposals: int) -> list[str]:
+    """The printed lines for ``results`` (one entry per seed, seeds 0, 1, ...)."""
+    lines = [f"{'after':>6} " + " ".join(f"{arm + ' mean best':>20}" for arm in ARMS)]
+    for n in sorted({n for n in (10, 25, proposals) if n <= proposals}):
+        row = [_mean_se([max(r[0][arm][:n]) for r in results]) for arm in ARMS]
+        lines.append(f"{n:>6} " + " ".join(f"{v:>20}" for v in row))
+    final = {arm: [max(r[0][arm][:proposals]) for r in results] for arm in ARMS}
+    lines.append(f"best after {proposals} proposals, per seed:")
+    lines.append(f"{'seed':>6} " + " ".join(f"{arm:>8}" for arm in ARMS) + f" {'winner':>8}")
+    for seed in range(len(results)):
+        values = [final[arm][seed] for arm in ARMS]
+        top = max(values)
+        winner = "/".join(arm for arm, v in zip(ARMS, values, strict=True) if v == top)
+        lines.append(f"{seed:>6} " + " ".join(f"{v:>8.4f}" for v in values) + f" {winner:>8}")
+    for a, b in (("BO", "control"), ("BO", "random"), ("control", "random")):
+        wins = sum(x > y for x, y in zip(final[a], final[b], strict=True))
+        ties = sum(x == y for x, y in zip(final[a], final[b], strict=True))
+        lines.append(f"{a} beat {b} on {wins} of {len(results)} seeds ({ties} ties)")
+    for arm in ("BO", "control"):
+        lines.append(f"mean {arm} proposal time {statistics.mean(r[1][arm] for r in results):.3f} s")
+    means = {arm: statistics.mean(v) for arm, v in final.items()}
+    for other in ("control", "random"):
+        gap = means["BO"] - means[other]
+        verdict = "beats" if gap > 0 else "does NOT beat"
+        lines.append(f"result: BO {verdict} {other} by {gap:+.4f} in mean best reward after {proposals} proposals")
+    return lines
 
 
 def main() -> None:
@@ -54,28 +89,15 @@ def main() -> None:
     t = time.perf_counter()
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
-            results = list(pool.map(_one, work))
+            results = list(pool.map(run_seed, work))
     else:
-        results = [_one(w) for w in work]
+        results = [run_seed(w) for w in work]
     elapsed = time.perf_counter() - t
     print(
         f"search quality on the surrogate objective ({args.dataset} seeds, {args.seeds} seeds x "
         f"{args.proposals} proposals, {elapsed:.0f} s)"
     )
-    print(f"{'after':>6} {'BO mean best':>20} {'random mean best':>20}")
-    checkpoints = sorted({n for n in (10, 25, args.proposals) if n <= args.proposals})
-    for n in checkpoints:
-        bo = [_best_after(r[0], n) for r in results]
-        rnd = [_best_after(r[1], n) for r in results]
-        print(f"{n:>6} {_mean_se(bo):>20} {_mean_se(rnd):>20}")
-    bo_final = [_best_after(r[0], args.proposals) for r in results]
-    rnd_final = [_best_after(r[1], args.proposals) for r in results]
-    wins = sum(b > r for b, r in zip(bo_final, rnd_final, strict=True))
-    latency = statistics.mean(r[2] for r in results)
-    print(f"BO won on {wins} of {args.seeds} seeds; mean BO proposal time {latency:.3f} s")
-    gap = statistics.mean(bo_final) - statistics.mean(rnd_final)
-    verdict = "BO beats random morphs" if gap > 0 else "BO does NOT beat random morphs"
-    print(f"result: {verdict} by {gap:+.4f} in mean best reward after {args.proposals} proposals")
+    print("\n".join(report(results, args.proposals)))
 
 
 if __name__ == "__main__":

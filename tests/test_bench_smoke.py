@@ -352,6 +352,31 @@ def test_history_reader_leaves_slow_reads_to_its_thread(tmp_path: Path) -> None:
 # -- weak scaling ----------------------------------------------------------------------------------------------------
 
 
+def test_search_quality_runs_three_arms_and_reports_each_seeds_winner() -> None:
+    quality = _bench("bench_search_quality")
+    results = [quality.run_seed(("digits", seed, 4)) for seed in range(2)]
+    for rewards, seconds in results:
+        assert set(rewards) == {"BO", "control", "random"} and all(len(r) == 4 for r in rewards.values())
+        assert set(seconds) == {"BO", "control"}
+    lines = quality.report(results, 4)
+    assert any(line.startswith("BO beat control on") for line in lines)
+    assert sum(1 for line in lines if line.startswith("result: BO")) == 2
+    assert len([line for line in lines if line.split()[:1] in (["0"], ["1"])]) == 2  # one line per seed
+
+
+def test_the_control_arm_picks_at_random_among_morphs_of_the_best_parents() -> None:
+    from aiperf.search import History, SearchConfig, Searcher, load_dataset_spec
+    from aiperf.search.simulate import synthetic_events
+
+    spec = load_dataset_spec("digits")
+    h = History.from_events(synthetic_events(spec, finished=12, seed=3))
+    control = Searcher(spec, seed=0, config=SearchConfig(acquisition="random"))
+    p = control.propose(h, "w000-20")
+    best = {r.trial_id for r in sorted(h.with_result(), key=lambda r: -(r.reward or 0.0))[:5]}
+    assert p.method == "random" and p.predicted is None and p.parent in best and not h.has_hash(p.arch_hash)
+    assert p.details["evaluated"] > 15  # the population and the annealing moves, as for BO
+
+
 def test_weak_scaling_config_and_ratio(tmp_path: Path) -> None:
     from aiperf.config import load_config
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from aiperf.arch import seed
+from aiperf.arch import json_content_hash, seed
 from aiperf.errors import ArchError
 from aiperf.events import ListSink
 from aiperf.search import History, TrialState, load_dataset_spec, trial_reward
@@ -161,6 +161,48 @@ def test_a_wrong_hash_is_caught_when_the_graph_is_read() -> None:
     h.apply(proposal("bad-1", arch={**ARCH, "nodes": [{"id": 0, "op": "warp"}]}))
     with pytest.raises(ArchError, match="bad-1"):
         h["bad-1"].graph()
+
+
+def test_a_proposal_whose_hash_is_not_its_architectures_is_kept_but_marked_malformed_on_replay() -> None:
+    other = seed("resnet-small", (1, 8, 8), 10, 16)
+    h = History()
+    h.extend(
+        [
+            proposal("bad-0", arch_hash=other.content_hash()),  # claims another real graph's hash
+            epoch("bad-0", 1, 0.9),
+            end("bad-0", reward=0.99),
+            proposal("bad-1", arch={**ARCH, "nodes": [{"id": 0, "op": "warp"}]}),  # does not parse
+            proposal("w0-0"),
+        ]
+    )
+    assert len(h) == 3 and h.pending_events == 0  # kept as trials: their later events applied
+    bad = h["bad-0"]
+    assert bad.state is TrialState.FINISHED and bad.reward == 0.99 and not bad.has_result()
+    assert bad.malformed is not None and "does not match" in bad.malformed
+    assert h["bad-1"].malformed is not None and h.malformed == 2
+    assert not h.has_hash(other.content_hash()) and h.with_hash(HASH) == [h["w0-0"]]
+    assert h.with_result() == [] and h.best() is None
+    assert h.skipped == {
+        "proposal: 'arch_hash' does not match the architecture": 1,
+        "proposal: 'arch' is not a valid architecture": 1,
+    }
+    assert h.summary()["malformed"] == 2 and h["w0-0"].malformed is None
+
+
+def test_a_valid_architecture_not_in_canonical_form_is_accepted_with_its_content_hash() -> None:
+    renumbered = []  # the same graph with other node ids: valid, but not the canonical JSON
+    for n in ARCH["nodes"]:
+        renumbered.append({**n, "id": n["id"] + 100})
+        if "inputs" in n:
+            renumbered[-1]["inputs"] = [i + 100 for i in n["inputs"]]
+    arch = {**ARCH, "nodes": renumbered, "output": ARCH["output"] + 100}
+    # the replay's cheap check (the hash of the JSON as written) settles the canonical form only
+    assert json_content_hash(ARCH) == HASH and json_content_hash(arch) not in (HASH, None)
+    assert json_content_hash({**ARCH, "version": 2}) is None and json_content_hash({**ARCH, "nodes": [1]}) is None
+    h = History()
+    assert h.apply(proposal("w0-0", arch=arch))
+    assert h["w0-0"].malformed is None and h.has_hash(HASH) and h["w0-0"].graph() == GRAPH
+    assert not h.skipped
 
 
 def test_replay_of_a_simulated_experiment_through_a_journal_round_trip() -> None:

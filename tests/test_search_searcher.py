@@ -11,7 +11,7 @@ import pytest
 
 from aiperf.arch import ArchLimits, from_nni_json, seed, to_nni_json
 from aiperf.errors import ConfigError, HistoryError
-from aiperf.search import History, Proposal, Searcher, load_dataset_spec, parse_dataset_spec
+from aiperf.search import History, Proposal, Searcher, load_dataset_spec, parse_dataset_spec, worker_index
 from aiperf.search.simulate import random_morph_search, searcher_search, surrogate_reward, synthetic_events
 
 DIGITS = load_dataset_spec("digits")
@@ -102,6 +102,47 @@ def test_concurrent_workers_on_the_same_history_get_different_graphs() -> None:
     assert all(not h.has_hash(p.arch_hash) for p in proposals)
 
 
+@pytest.mark.parametrize(("dataset", "workers"), [("synthetic", 4), ("imagenet", 4), ("digits", 4), ("digits", 9)])
+def test_workers_opening_together_from_an_empty_history_propose_distinct_graphs(dataset: str, workers: int) -> None:
+    # every worker proposes from the same empty history at the same time: none can see another's proposal
+    spec = load_dataset_spec(dataset)
+    seeds = [g.content_hash() for g in spec.seed_graphs()]
+    assert len(seeds) < workers
+    searchers = [Searcher(spec, seed=0, workers=workers, worker_index=k) for k in range(workers)]
+    proposals = [s.propose(History(), f"w{k:03d}-1") for k, s in enumerate(searchers)]
+    assert len({p.arch_hash for p in proposals}) == workers
+    assert [p.arch_hash for p in proposals[: len(seeds)]] == seeds  # worker k < len(seeds) opens with seed k
+    for p in proposals[len(seeds) :]:  # the others with a distinct morph of a seed, default hyperparameters
+        assert p.method == "opening" and p.arch_hash not in seeds and dict(p.hparams) == dict(spec.defaults)
+        assert p.graph.history[0]["op"] == "seed" and len(p.graph.history) >= 2
+    # deterministic: the same worker index and search seed open with the same graph in a fresh process
+    again = Searcher(spec, seed=0, workers=workers, worker_index=workers - 1).propose(History(), "w999-1")
+    assert again.arch_hash == proposals[-1].arch_hash
+
+
+def test_a_worker_whose_opening_is_in_the_history_proposes_something_new() -> None:
+    spec = load_dataset_spec("synthetic")  # one seed
+    h = History()
+    for k in range(4):
+        p = Searcher(spec, seed=0, workers=4, worker_index=k).propose(h, f"w{k:03d}-1")
+        h.apply(p.to_event())  # the proposals land one after another, as journal records do
+        if k:
+            assert p.method == "opening" and p.parent == "w000-1"  # the seed's trial, visible by now
+    restarted = Searcher(spec, seed=0, workers=4, worker_index=2)
+    p = restarted.propose(h, "w002-2")
+    assert p.method == "prior" and not h.has_hash(p.arch_hash)
+
+
+def test_worker_index_comes_from_the_masters_worker_ids() -> None:
+    assert [worker_index(f"w{k:03d}", 12) for k in range(12)] == list(range(12))
+    assert worker_index("w1234", 2000) == 1234
+    for odd in ("node-a", "w012", "W1"):
+        k = worker_index(odd, 5)
+        assert 0 <= k < 5 and worker_index(odd, 5) == k
+    with pytest.raises(ConfigError, match="worker_index"):
+        Searcher(DIGITS, workers=2, worker_index=2)
+
+
 def test_a_sequential_search_never_repeats_an_architecture_and_respects_the_ceilings() -> None:
     spec = load_dataset_spec("digits")
     limits = ArchLimits(max_params=400_000, max_forward_flops=8_000_000)
@@ -141,6 +182,23 @@ def test_failed_and_malformed_records_do_not_break_proposals(caplog: pytest.LogC
     assert p.method == "bo" and p.parent not in ("bad-0", "bad-1")
     assert not h.has_hash(p.arch_hash) and DIGITS.space.contains(p.hparams)
     assert "bad-0" in caplog.text or "bad-1" in caplog.text
+
+
+def test_a_record_whose_hash_is_not_its_architectures_does_not_influence_proposals() -> None:
+    h = history(12, running=1, seed=11)
+    s = Searcher(DIGITS, seed=0)
+    clean = s.propose(h, "w000-50")
+    points = s._bo._training_set(h)  # (architecture hashes, targets, observed rewards) of the GP
+    # a record claiming the hash of the very graph the searcher proposes, with the architecture of a seed and the
+    # best reward of all: trusted, it blocked that graph and put a false point into the GP
+    forged = {**next(iter(synthetic_events(DIGITS, finished=1, seed=11))), "trial": "bad-1"}
+    forged["arch_hash"] = clean.arch_hash
+    h.extend([forged, {"type": "trial_end", "trial": "bad-1", "status": "finished", "reward": 0.999}])
+    assert h["bad-1"].malformed is not None and not h.has_hash(clean.arch_hash)
+    for searcher in (s, Searcher(DIGITS, seed=0)):  # warm caches or none
+        assert searcher._bo._training_set(h) == points and 0.999 not in points[2]
+        again = searcher.propose(h, "w000-50")
+        assert (again.arch_hash, again.parent, again.predicted) == (clean.arch_hash, clean.parent, clean.predicted)
 
 
 def test_a_failing_cholesky_still_yields_a_proposal_with_its_reason(

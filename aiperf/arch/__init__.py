@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aiperf.arch._graph import FORMAT, FORMAT_VERSION, ArchLimits, Graph, GraphEditor, Node
+from aiperf.arch._graph import FORMAT, FORMAT_VERSION, ArchLimits, Graph, GraphEditor, Node, json_content_hash
 from aiperf.arch._hparams import apply_hyperparameters, late_convs
 from aiperf.arch._morph import (
     MORPHS,
@@ -73,6 +73,7 @@ __all__ = [
     "deepen",
     "deepen_targets",
     "from_nni_json",
+    "json_content_hash",
     "late_convs",
     "load_file",
     "load_nni",

@@ -33,6 +33,7 @@ __all__ = [
     "GraphEditor",
     "Node",
     "check_text_size",
+    "json_content_hash",
 ]
 
 FORMAT = "aiperf.arch"
@@ -85,6 +86,36 @@ def check_text_size(text: str | bytes, limits: ArchLimits | None) -> None:
 
 def _describe(node: Node) -> str:
     return f"node {node.id} ({node.op.kind})"
+
+
+def _structure_hash(nodes: Sequence[Mapping[str, Any]], output: Any) -> str:
+    """The content hash recipe: SHA-256 of the nodes (``out_shape`` left out) and the output, keys sorted."""
+    structure = [{k: v for k, v in n.items() if k != "out_shape"} for n in nodes]
+    text = json.dumps(
+        {"version": FORMAT_VERSION, "nodes": structure, "output": output}, sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def json_content_hash(data: Any) -> str | None:
+    """The content hash of an architecture JSON object *as written*, without building the graph (~20x cheaper).
+
+    For the canonical JSON (``graph.canonical().to_json()``, what proposals store) this is
+    ``graph.content_hash()``. For any other object it is the hash of no graph at all: a content hash is taken
+    over a canonical form, and an equal hash means an equal text, hence the same graph in its canonical form. So
+    ``json_content_hash(data) == h`` proves that ``h`` is the content hash of the graph ``data`` describes, or of
+    no graph; a mismatch proves nothing (``data`` may be valid but not canonical: build the graph to know).
+    Returns None when ``data`` is not shaped like an architecture object (format, version, a list of node objects).
+    """
+    if not isinstance(data, Mapping) or data.get("format") != FORMAT or data.get("version") != FORMAT_VERSION:
+        return None
+    nodes = data.get("nodes")
+    if not isinstance(nodes, list) or not all(isinstance(n, Mapping) for n in nodes):
+        return None
+    try:
+        return _structure_hash(nodes, data.get("output"))
+    except (TypeError, ValueError, RecursionError):  # not JSON-serialisable as it is
+        return None
 
 
 class Graph:
@@ -356,13 +387,7 @@ class Graph:
         """SHA-256 of the canonical structure (ops, parameters, edges); history excluded. Stable across runs."""
         if self._hash is None:
             canon = self.canonical().to_json()
-            structure = [{k: v for k, v in n.items() if k != "out_shape"} for n in canon["nodes"]]
-            text = json.dumps(
-                {"version": FORMAT_VERSION, "nodes": structure, "output": canon["output"]},
-                sort_keys=True,
-                separators=(",", ":"),
-            )
-            self._hash = hashlib.sha256(text.encode()).hexdigest()
+            self._hash = _structure_hash(canon["nodes"], canon["output"])
         return self._hash
 
     def _colors(self) -> dict[int, str]:

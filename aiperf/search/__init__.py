@@ -26,7 +26,7 @@ from aiperf.search._reward import (
     should_stop_early,
     trial_reward,
 )
-from aiperf.search._searcher import Proposal, Searcher
+from aiperf.search._searcher import Proposal, Searcher, worker_index
 from aiperf.search._space import (
     HYPERPARAMETERS,
     PRECISIONS,
@@ -64,6 +64,7 @@ __all__ = [
     "Searcher",
     "Proposal",
     "SearchConfig",
+    "worker_index",
     # rewards and early stopping
     "trial_reward",
     "predict_final_accuracy",

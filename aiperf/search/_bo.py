@@ -22,6 +22,11 @@ One proposal:
 
 If the GP cannot be fitted (:class:`GPError`), the proposal is a random morph of a top parent and the reason is
 logged and returned -- never a silent stall.
+
+``SearchConfig(acquisition="random")`` is a control for benchmarks (bench/bench_search_quality.py): no GP at all;
+the same population from the same best parents, the same number of annealing moves as random walks (every move
+accepted, chains started from random members of the population), and a uniformly random new candidate chosen --
+what steps 1, 2 and the acquisition-driven parts of 3 and 4 add shows as the gap to it.
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ class SearchConfig:
         inherit_prob: after the warm-up, the chance that each hyperparameter keeps its parent's value (at least
             one is always left to TPE).
         tpe_startup_trials: completed trials before TPE replaces random sampling.
+        acquisition: ``"ucb"`` (the search) or ``"random"``: a benchmark control that builds the candidates the
+            same way without the GP and picks one at random (see the module docstring). Not for real runs.
     """
 
     beta: float = 2.576
@@ -81,6 +88,7 @@ class SearchConfig:
     inherit_rounds: int = 1
     inherit_prob: float = 0.5
     tpe_startup_trials: int = 10
+    acquisition: str = "ucb"
 
     def __post_init__(self) -> None:
         from aiperf.errors import ConfigError
@@ -95,6 +103,8 @@ class SearchConfig:
             raise ConfigError("SearchConfig needs beta >= 0, t0 > 0, 0 < cooling <= 1 and skip_weight >= 0")
         if not 0.0 <= self.inherit_prob <= 1.0:
             raise ConfigError(f"SearchConfig.inherit_prob must lie in [0, 1], got {self.inherit_prob}")
+        if self.acquisition not in ("ucb", "random"):
+            raise ConfigError(f"SearchConfig.acquisition must be 'ucb' or 'random', got {self.acquisition!r}")
 
 
 @dataclass(frozen=True)
@@ -208,6 +218,8 @@ class MorphOptimizer:
         records: dict[str, TrialRecord] = {}
         pending: dict[str, TrialRecord] = {}
         for rec in history:
+            if rec.malformed is not None:  # its arch_hash is not its architecture's: not a point of the GP
+                continue
             if rec.has_result():
                 reward = rec.reward
                 if reward is None or not math.isfinite(reward):
@@ -301,14 +313,20 @@ class MorphOptimizer:
         method = "bo"
         reason: str | None = None
         info: dict[str, Any] = {}
-        try:
-            model, keys, info = self._fit(history)
-            if model is None or info["observed"] == 0:
-                method = "prior"
-        except GPError as exc:
-            model, keys = None, []
-            method, reason = "random", f"GP fit failed ({exc}); proposing a random morph of a top parent"
-            log.warning("search: %s", reason)
+        control = cfg.acquisition == "random"
+        model: GPModel | None = None
+        keys: list[str] = []
+        if control:
+            method, reason = "random", "SearchConfig.acquisition is 'random' (a benchmark control without the GP)"
+        else:
+            try:
+                model, keys, info = self._fit(history)
+                if model is None or info["observed"] == 0:
+                    method = "prior"
+            except GPError as exc:
+                model, keys = None, []
+                method, reason = "random", f"GP fit failed ({exc}); proposing a random morph of a top parent"
+                log.warning("search: %s", reason)
 
         pool: list[_Candidate] = []
         init: list[_Candidate] = []
@@ -322,9 +340,11 @@ class MorphOptimizer:
                         init.append(_Candidate(g, parent, 1, features_from_graph(g)))
         self._evaluate(init, model, keys)
         pool.extend(init)
-        if model is not None and init:
-            ranked = sorted(init, key=lambda c: -c.acq)
-            chains = ranked[: cfg.chains]
+        if (model is not None or control) and init:
+            if control:  # the same moves as random walks: every acquisition is 0, so every move is accepted
+                chains = rng.sample(init, min(cfg.chains, len(init)))
+            else:
+                chains = sorted(init, key=lambda c: -c.acq)[: cfg.chains]
             temperature = cfg.t0
             for _ in range(cfg.steps):
                 moves: list[tuple[int, _Candidate]] = []

@@ -3,12 +3,20 @@
 Every worker and the master replay the journals into a :class:`History` and keep applying new events as they
 arrive, so :meth:`History.apply` is a hot path (10^5..10^6 events in a long run): it does a few dictionary look-ups
 and type checks per event, keeps per-epoch figures in compact arrays, and leaves the expensive work -- parsing an
-architecture into a :class:`~aiperf.arch.Graph` and checking its hash -- until someone asks for the graph.
+architecture into a :class:`~aiperf.arch.Graph` -- until someone asks for the graph. The one costlier check made
+on replay is that a proposal's ``arch_hash`` is the content hash of its ``arch``, because the search trusts that
+hash everywhere (de-duplication, the GP's points): once per proposal, by hashing the JSON as written
+(:func:`~aiperf.arch.json_content_hash`, about 0.1 ms for a 50-layer graph); only an architecture that is not in
+canonical form -- no aiperf writer stores one -- is built and canonicalised to check it (about 5 ms).
 
 Robustness rules, because journals are written by many processes on a shared filesystem:
 
 * a malformed event (wrong types, missing fields, an unknown ``type``, another schema version, a duplicate) never
   raises: it is skipped and counted in :attr:`History.skipped` by reason;
+* a proposal whose ``arch`` is not an architecture or whose ``arch_hash`` is not the architecture's content hash is
+  kept as a trial (its later events apply, it counts in the schedule) but marked :attr:`TrialRecord.malformed`:
+  the search ignores it -- it is no point of the GP or TPE, no parent, and its claimed hash blocks no proposal --
+  and it is counted in :attr:`History.skipped` and logged;
 * an event for a trial whose ``proposal`` has not been seen yet (journals are replayed one after another) is held
   back and applied as soon as the proposal arrives;
 * applying the same event twice changes nothing (duplicates are recognised per trial: a second proposal, a second
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import logging
 import math
 from array import array
 from collections import Counter, deque
@@ -26,12 +35,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
 
-from aiperf.arch import Graph
+from aiperf.arch import Graph, json_content_hash
 from aiperf.errors import ArchError
 from aiperf.events import EVENT_TYPES, SCHEMA_VERSION, TRIAL_STATUSES
 from aiperf.search._reward import trial_reward
 
 __all__ = ["History", "TrialRecord", "TrialState"]
+
+log = logging.getLogger("aiperf.search")
 
 _MAX_ORPHANS = 100_000  # events held for trials not yet proposed; beyond this they are skipped
 _NAN = math.nan
@@ -71,6 +82,9 @@ class TrialRecord:
         reported_best_top1, reported_reward, reported_epochs: what ``trial_end`` said.
         reward: the search's reward: the reported one if finite, else computed from the curve with
             :func:`~aiperf.search.trial_reward` for finished and stopped trials; None when there is none.
+        malformed: why the search ignores this trial (its ``arch`` is not an architecture, or ``arch_hash`` is not
+            its content hash); None for a sound record. A malformed trial is not indexed by ``arch_hash`` and
+            has no result for the search.
     """
 
     trial_id: str
@@ -99,6 +113,7 @@ class TrialRecord:
     reported_reward: float | None = None
     reported_epochs: int | None = None
     reward: float | None = None
+    malformed: str | None = None
     _epochs: array = field(default_factory=lambda: array("i"), repr=False)
     _top1: array = field(default_factory=lambda: array("d"), repr=False)
     _t_start: array = field(default_factory=lambda: array("d"), repr=False)
@@ -137,8 +152,8 @@ class TrialRecord:
         return self.reported_best_top1
 
     def has_result(self) -> bool:
-        """Finished with a finite reward: the search learns from this trial."""
-        return self.state is TrialState.FINISHED and self.reward is not None
+        """Finished with a finite reward and a sound record: the search learns from this trial."""
+        return self.state is TrialState.FINISHED and self.reward is not None and self.malformed is None
 
     # -- the architecture ----------------------------------------------------------------------------------------
     def graph(self) -> Graph:
@@ -180,6 +195,34 @@ class TrialRecord:
         return True
 
 
+def _check_arch(rec: TrialRecord) -> str | None:
+    """Check once that ``rec.arch_hash`` is the content hash of ``rec.arch``; on failure mark the record malformed
+    and return the reason (a :attr:`History.skipped` key), else None.
+
+    The JSON's own hash settles the canonical JSON every aiperf writer stores; anything else is built and
+    canonicalised (and the graph kept, as it is valid).
+    """
+    if json_content_hash(rec.arch) == rec.arch_hash:
+        return None
+    try:
+        graph = Graph.from_json(rec.arch, limits=None)
+    except ArchError as exc:
+        reason, detail = "proposal: 'arch' is not a valid architecture", str(exc)
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError) as exc:  # not ArchError?
+        reason, detail = "proposal: 'arch' is not a valid architecture", f"{type(exc).__name__}: {exc}"
+    else:
+        if graph.content_hash() == rec.arch_hash:
+            rec._graph = graph
+            return None
+        reason = "proposal: 'arch_hash' does not match the architecture"
+        detail = (
+            f"arch_hash {rec.arch_hash[:12]} does not match the architecture (its hash: {graph.content_hash()[:12]})"
+        )
+    rec.malformed = detail
+    rec._graph_error = f"trial {rec.trial_id}: {detail}"
+    return reason
+
+
 def _is_int(v: Any) -> TypeGuard[int]:
     return type(v) is int
 
@@ -214,6 +257,7 @@ class History:
         self._orphan_count = 0
         self._changes: list[str] = []
         self._state_counts: Counter[TrialState] = Counter()
+        self._malformed = 0
         self.skipped: Counter[str] = Counter()
         self.last_skipped: deque[tuple[str, Any, Any]] = deque(maxlen=20)
         self.version = 0
@@ -311,7 +355,14 @@ class History:
             proposed_at=_num(ev.get("time")),
         )
         self._trials[tid] = rec
-        self._by_hash.setdefault(arch_hash, []).append(rec)
+        problem = _check_arch(rec)
+        if problem is None:
+            self._by_hash.setdefault(arch_hash, []).append(rec)
+        else:
+            self._malformed += 1
+            self.skipped[problem] += 1
+            self.last_skipped.append((problem, "proposal", tid))
+            log.warning("history: the search ignores trial %s: %s", tid, rec.malformed)
         self._state_counts[TrialState.RUNNING] += 1
         self._changes.append(tid)
         self.version += 1
@@ -434,7 +485,7 @@ class History:
         return [t for t in self._trials.values() if t.has_result()]
 
     def has_hash(self, arch_hash: str) -> bool:
-        """Whether an architecture with this content hash was ever proposed (any state)."""
+        """Whether an architecture with this content hash was ever proposed (any state; malformed records aside)."""
         return arch_hash in self._by_hash
 
     def with_hash(self, arch_hash: str) -> list[TrialRecord]:
@@ -453,6 +504,11 @@ class History:
         return best
 
     @property
+    def malformed(self) -> int:
+        """Trials marked :attr:`TrialRecord.malformed` (kept, but ignored by the search)."""
+        return self._malformed
+
+    @property
     def pending_events(self) -> int:
         """Events held back because their trial's proposal has not been seen (yet)."""
         return self._orphan_count
@@ -469,5 +525,6 @@ class History:
             "trials": len(self._trials),
             **{s.value: self._state_counts[s] for s in TrialState},
             "skipped": sum(self.skipped.values()),
+            "malformed": self._malformed,
             "pending_events": self._orphan_count,
         }

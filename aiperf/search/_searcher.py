@@ -1,16 +1,28 @@
 """The searcher: what a worker's rank 0 calls to get its next trial (architecture, hyperparameters, budget).
 
-``Searcher.propose(history, trial_id)`` is a pure function of the history, the searcher's seed and the trial id
-(its random numbers come from a generator seeded by ``(seed, trial_id)``); the searcher only caches derived data
-(architecture features, distances, the TPE study) to make the next call cheaper. Workers that propose at the same
-time from the same history use different trial ids, hence different random candidates; each running proposal they
-can see is a pending point for both the GP and TPE.
+``Searcher.propose(history, trial_id)`` is a pure function of the history, the searcher's seed, the worker's index
+and the trial id (its random numbers come from a generator seeded by ``(seed, trial_id)``); the searcher only caches
+derived data (architecture features, distances, the TPE study) to make the next call cheaper. Workers that propose
+at the same time from the same history use different trial ids, hence different random candidates; each running
+proposal they can see is a pending point for both the GP and TPE.
+
+The opening. When the window opens every worker proposes at once from the same (usually empty) history and cannot
+see the others' proposals, so a random choice among the seeds would repeat graphs (4 workers on a 2-seed space
+trained 2 distinct networks; with ImageNet's single seed every node trained ResNet-50 first). So the first graphs
+depend on the worker's index ``k`` among ``n`` workers instead: seed ``j`` belongs to worker ``j mod n`` (worker
+``k < len(seeds)`` starts with seed ``k``), and a worker with no seed of its own (``k >= len(seeds)``) starts from
+its own *opening morph*: entry ``k - len(seeds)`` of one sequence of distinct morphs (of seed ``k mod len(seeds)``,
+de-duplicated by content hash against the seeds and the earlier entries) that every worker derives from the
+search seed alone. Workers with distinct indices therefore never open with the same graph. A graph of the opening
+already in the history (a restarted worker) is not proposed again.
 
 Order of business for one proposal:
 
 1. budget: the trial's round, epochs and patience from the schedule (by the number of trials in the history);
-2. architecture: while some seed has not been proposed, a seed (with the dataset's default hyperparameters);
-   afterwards a morph of a top trained architecture chosen by :class:`~aiperf.search._bo.MorphOptimizer`;
+2. architecture: while one of this worker's seeds has not been proposed, that seed (lowest index first, with the
+   dataset's default hyperparameters); then, if this worker has no seed, its opening morph (also with the
+   defaults) while it is not in the history; afterwards a morph of a top trained architecture chosen by
+   :class:`~aiperf.search._bo.MorphOptimizer`;
 3. hyperparameters: the parent's best hyperparameters (the best-rewarded trial of the parent's architecture), kept
    as they are during the warm-up rounds (AIPerf), afterwards each kept with probability ``inherit_prob`` and the
    others suggested by TPE;
@@ -23,20 +35,38 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiperf.arch import ArchLimits, Graph, apply_hyperparameters
+from aiperf.arch import MORPHS, ArchLimits, Graph, apply_hyperparameters
 from aiperf.errors import ArchError, ConfigError, HistoryError
 from aiperf.search._bo import MorphOptimizer, Parent, SearchConfig
 from aiperf.search._history import History, TrialRecord
 from aiperf.search._space import DatasetSpec
 from aiperf.search._tpe import HyperparameterSearch
 
-__all__ = ["Proposal", "Searcher"]
+__all__ = ["Proposal", "Searcher", "worker_index"]
 
 log = logging.getLogger("aiperf.search")
+
+_OPENING_MISSES = 256  # consecutive duplicate or oversized morphs before the opening sequence gives up
+_WORKER_ID = re.compile(r"w(\d+)")
+
+
+def worker_index(worker_id: str, workers: int) -> int:
+    """The index in ``range(workers)`` that :class:`Searcher` takes as ``worker_index`` for ``worker_id``.
+
+    The master names its workers ``w000``, ``w001``, ...: the number is the index. Any other id (a worker started
+    by hand) gets a stable index from a hash of the id, which two such workers may share.
+    """
+    if workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
+    match = _WORKER_ID.fullmatch(worker_id)
+    if match is not None and int(match.group(1)) < workers:
+        return int(match.group(1))
+    return int.from_bytes(hashlib.sha256(worker_id.encode()).digest()[:8], "big") % workers
 
 
 def derive_seed(seed: int, trial_id: str, purpose: str) -> int:
@@ -55,7 +85,8 @@ class Proposal:
         graph: the architecture before hyperparameters are applied (its hash is the one de-duplicated).
         hparams: the trial's hyperparameters (a point of the dataset's space).
         epochs, patience, round: the budget from the schedule.
-        method: ``seed``, ``bo`` (GP-guided), ``prior`` (no result yet: exploration only) or ``random`` (fallback).
+        method: ``seed``, ``opening`` (the worker's opening morph of a seed, see the module docstring), ``bo``
+            (GP-guided), ``prior`` (no result yet: exploration only) or ``random`` (fallback).
         reason: why a fallback was used (None otherwise).
         predicted, uncertainty, acquisition: the GP's view of the chosen architecture (None when not available).
     """
@@ -113,10 +144,14 @@ class Searcher:
         limits: size ceilings for proposed architectures (default: the spec's).
         seeds: seed architectures (from the seed generators or imported AIPerf/NNI JSON); default: the spec's.
         workers: workers proposing concurrently (a round lasts ``trials_per_round * workers`` trials).
+        worker_index: this worker's index in ``range(workers)`` (:func:`worker_index`); it decides the worker's
+            first graphs (the opening, see the module docstring). Building the opening morph of worker ``k``
+            costs ``k - len(seeds) + 1`` morphs (a few ms each), paid here rather than by the first proposal.
         config: search tuning (:class:`SearchConfig`).
 
     Raises:
-        ConfigError: a seed does not match the data's input shape or class count, or breaks the limits.
+        ConfigError: a seed does not match the data's input shape or class count, or breaks the limits; or
+            ``worker_index`` is not in ``range(workers)``.
     """
 
     def __init__(
@@ -129,16 +164,20 @@ class Searcher:
         seeds: Sequence[Graph] | None = None,
         *,
         workers: int = 1,
+        worker_index: int = 0,
         config: SearchConfig | None = None,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"workers must be at least 1, got {workers}")
+        if not 0 <= worker_index < workers:
+            raise ConfigError(f"worker_index must be in 0..{workers - 1}, got {worker_index}")
         self.spec = spec
         self.input_shape = tuple(input_shape) if input_shape is not None else spec.rules.input_shape
         self.num_classes = num_classes if num_classes is not None else spec.rules.num_classes
         self.seed = seed
         self.limits = limits if limits is not None else spec.limits
         self.workers = workers
+        self.worker_index = worker_index
         self.config = config or SearchConfig()
         graphs = list(seeds) if seeds is not None else spec.seed_graphs(self.input_shape, self.num_classes, self.limits)
         if not graphs:
@@ -157,6 +196,10 @@ class Searcher:
         self._seed_hashes = [g.content_hash() for g in graphs]
         self._tpe = HyperparameterSearch(spec.space, self.config.tpe_startup_trials)
         self._bo = MorphOptimizer(self.config, self.limits)
+        self._own_seeds = list(range(worker_index, len(graphs), workers))
+        self._opening: tuple[Graph, str] | None = None  # (graph, hash of the graph it was morphed from)
+        if worker_index >= len(graphs):
+            self._opening = self._opening_morph(worker_index - len(graphs))
 
     # -- the public call -----------------------------------------------------------------------------------------
     def propose(self, history: History, trial_id: str) -> Proposal:
@@ -172,19 +215,26 @@ class Searcher:
             raise HistoryError(f"trial id {trial_id!r} is already in the history; every proposal needs a new id")
         rng = random.Random(derive_seed(self.seed, trial_id, "arch"))
         budget = self.spec.schedule.budget(len(history), self.workers)
-        untaken = [g for g, h in zip(self.seeds, self._seed_hashes, strict=True) if not history.has_hash(h)]
+        untaken = [j for j in self._own_seeds if not history.has_hash(self._seed_hashes[j])]
         fits = self._fits_somehow
+        opening: Graph | None = None
+        parent: str | None = None
         if untaken:
-            graph = rng.choice(untaken)
+            opening = self.seeds[untaken[0]]
+        elif self._opening is not None and not history.has_hash(self._opening[0].content_hash()):
+            opening = self._opening[0]
+            base = history.with_hash(self._opening[1])
+            parent = base[0].trial_id if base else None  # the trial of the graph it morphs, once that is visible
+        if opening is not None:
             return Proposal(
                 trial_id,
-                None,
-                graph,
-                self._fit_kernel(graph, dict(self.spec.defaults)),
+                parent,
+                opening,
+                self._fit_kernel(opening, dict(self.spec.defaults)),
                 budget.epochs,
                 budget.patience,
                 budget.round,
-                method="seed",
+                method="seed" if untaken else "opening",
             )
         parents = self._parents(history)
         choice = self._bo.choose(history, parents, rng, fits)
@@ -209,6 +259,41 @@ class Searcher:
         )
 
     # -- parts ---------------------------------------------------------------------------------------------------
+    def _opening_morph(self, index: int) -> tuple[Graph, str] | None:
+        """Entry ``index`` of the opening sequence (see the module docstring) and the hash of the graph it morphs,
+        or None if it cannot be built.
+
+        Entry ``i`` morphs seed ``i mod len(seeds)`` (the seed of worker ``len(seeds) + i``); a draw whose hash
+        is a seed's or an earlier entry's is drawn again, and after repeated duplicates (a small seed has few
+        distinct one-morph neighbours) the draw starts from an earlier entry of the same seed instead. The random
+        stream depends on the search seed only, so every worker derives the same sequence.
+        """
+        rng = random.Random(derive_seed(self.seed, "", "opening"))  # no trial id is empty: a stream of its own
+        taken = set(self._seed_hashes)
+        grown: list[list[Graph]] = [[] for _ in self.seeds]
+        entry: tuple[Graph, str] | None = None
+        for i in range(index + 1):
+            s = i % len(self.seeds)
+            entry = None
+            for miss in range(_OPENING_MISSES):
+                base = self.seeds[s] if miss < 8 or not grown[s] else rng.choice(grown[s])
+                candidate = self._bo._morph(base, rng, MORPHS)
+                if candidate is None or candidate.content_hash() in taken or not self._fits_somehow(candidate):
+                    continue
+                entry = (candidate, base.content_hash())
+                break
+            if entry is None:
+                log.warning(
+                    "search: no opening morph %d of seed %d within the size ceilings; this worker starts with the "
+                    "regular search",
+                    i,
+                    s,
+                )
+                return None
+            taken.add(entry[0].content_hash())
+            grown[s].append(entry[0])
+        return entry
+
     def _parents(self, history: History) -> list[Parent]:
         """The best trained architectures (by reward, earliest first on ties); the seeds while none has a result."""
         done = sorted(history.with_result(), key=lambda r: (-(r.reward or 0.0), r.order))

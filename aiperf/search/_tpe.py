@@ -55,7 +55,7 @@ class HyperparameterSearch:
         self._ids: dict[str, int | None] = {}  # aiperf trial id -> storage trial id (None: not in the study)
         self._cursor = 0
         self._history: weakref.ReferenceType[History] | None = None
-        self.excluded = 0  # proposals whose hyperparameters are outside the space
+        self.excluded = 0  # proposals whose hyperparameters are outside the space, or marked malformed
 
     # -- mirroring the history -----------------------------------------------------------------------------------
     def sync(self, history: History) -> None:
@@ -82,7 +82,7 @@ class HyperparameterSearch:
 
         state, value = self._outcome(rec)
         if rec.trial_id not in self._ids:
-            if not self.space.contains(rec.hparams):
+            if rec.malformed is not None or not self.space.contains(rec.hparams):
                 self._ids[rec.trial_id] = None
                 self.excluded += 1
                 return
