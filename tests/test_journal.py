@@ -183,8 +183,19 @@ def test_many_journals_are_stat_ed_in_flight_and_only_grown_ones_read(tmp_path: 
     _write(tmp_path / "w299.jsonl", "w299", 1)
     stat_threads.clear()
     opened.clear()
+    fetch_threads: list[str] = []
+    real_fetch = journal_module.JournalReader.fetch
+
+    def fetch(self, size=None):
+        data = real_fetch(self, size)
+        if data:
+            fetch_threads.append(threading.current_thread().name)
+        return data
+
+    monkeypatch.setattr(journal_module.JournalReader, "fetch", fetch)
     new = journals.poll()
     assert [(r["worker"], r["seq"]) for r in new] == [("w299", 1)]
     assert opened == ["w299.jsonl"]
     assert stat_threads and all(name.startswith("aiperf-stat") for name in stat_threads)  # in flight
+    assert len(fetch_threads) == 1 and fetch_threads[0].startswith("aiperf-stat")  # the one read, in flight too
     journals.close()

@@ -275,16 +275,25 @@ class JournalReader:
         two on NFS (bench/bench_history_scale.py, bench/sim_master.py). ``size`` is that stat's answer when the
         caller has asked already (:class:`JournalSet` asks for many journals at once).
         """
+        return self.consume(self.fetch(size), final)
+
+    def fetch(self, size: int | None = None) -> bytes:
+        """The bytes appended since the last read (empty if none): the file system's part of :meth:`poll`, which
+        :class:`JournalSet` runs for many journals at once where each read is a round trip to a server."""
         try:
             if (os.stat(self.path).st_size if size is None else size) == self.offset:
-                return []
+                return b""
             with open(self.path, "rb") as handle:
                 handle.seek(self.offset)
-                data = handle.read()
+                return handle.read()
         except FileNotFoundError:
-            return []
+            return b""
         except OSError as exc:
             raise HistoryError(f"cannot read journal {self.path}: {exc.strerror}") from None
+
+    def consume(self, data: bytes, final: bool = False) -> list[dict[str, Any]]:
+        """The valid records of ``data``, the bytes :meth:`fetch` returned; an unterminated last line is kept for
+        the next read (reported as torn with ``final``)."""
         out: list[dict[str, Any]] = []
         start = 0
         while True:
@@ -389,9 +398,10 @@ class JournalSet:
 
     Polling asks each journal's size first and opens only the journals that grew. With thousands of journals it
     times those stats; where one takes longer than ``_SLOW_STAT_S`` (NFS: a round trip to the server each, 10,000
-    journals ~2 s one after the other at 0.2 ms, bench/sim_master.py), later polls send them ``STAT_IN_FLIGHT`` at a
-    time. On a local disk threads would only contend for the interpreter (10,000 idle journals: 46 ms in turn,
-    110-140 ms from 32 threads, measured here), so they stay in turn.
+    journals ~2 s one after the other at 0.2 ms, bench/sim_master.py), later polls send them, and the reads of the
+    journals that grew, ``STAT_IN_FLIGHT`` at a time. On a local disk threads would only contend for the
+    interpreter (10,000 idle journals: 46 ms in turn, 110-140 ms from 32 threads, measured here), so they stay in
+    turn.
     """
 
     folder: Path
@@ -415,6 +425,7 @@ class JournalSet:
         except FileNotFoundError:
             names = []
         sizes = self._sizes(names) if len(names) > _STAT_SEQUENTIAL_UP_TO else {}
+        fetched = self._fetch_grown(sizes) if self._stat_in_flight else {}
         for name in names:
             reader = self.readers.get(name)
             if reader is None:
@@ -422,7 +433,10 @@ class JournalSet:
                 if not path.is_file():  # a folder or device named *.jsonl is not a journal
                     continue
                 reader = self.readers[name] = JournalReader(path)
-            yield reader.poll(final=final, size=sizes.get(name))
+            if name in fetched:
+                yield reader.consume(fetched[name], final=final)
+            else:
+                yield reader.poll(final=final, size=sizes.get(name))
 
     def _sizes(self, names: list[str]) -> dict[str, int]:
         """The size of each known journal, in turn or ``STAT_IN_FLIGHT`` at a time once stats proved slow (a
@@ -442,6 +456,14 @@ class JournalSet:
         for part in self._pool.map(_stat_sizes, chunks):
             sizes.update(part)
         return sizes
+
+    def _fetch_grown(self, sizes: dict[str, int]) -> dict[str, bytes]:
+        """The new bytes of every journal that grew, ``STAT_IN_FLIGHT`` reads at a time (each an open and a read:
+        two round trips on NFS); parsing stays in the caller's thread."""
+        grown = [name for name, size in sizes.items() if size != self.readers[name].offset]
+        if not grown or self._pool is None:
+            return {}
+        return dict(zip(grown, self._pool.map(lambda name: self.readers[name].fetch(sizes[name]), grown), strict=True))
 
     def close(self) -> None:
         """Stop the stat threads (if any ran); polling again starts them anew."""
