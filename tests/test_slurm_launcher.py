@@ -284,3 +284,19 @@ def test_sbatch_turns_its_environment_into_run_flags(tmp_path: Path) -> None:
     assert minimal == ["-m", "aiperf", "run", "--launcher", "slurm", "--workers", "4", "--precision", "fp16"]
     resume = _script_argv(tmp_path, {"AIPERF_RESUME": "/shared/exp dir", "AIPERF_DURATION": "2h"})
     assert resume == ["-m", "aiperf", "run", "--resume", "/shared/exp dir"]
+
+
+# ----------------------------------------------------------------------------------------------- slurm/local-cluster.sh
+@pytest.mark.parametrize("state", ["/tmp/aiperf slurm", "/tmp/aiperf\tslurm", "/tmp/aiperf\nslurm"])
+def test_local_cluster_refuses_a_state_folder_with_whitespace(state: str) -> None:
+    # stop reads its daemon table split on whitespace, so such a folder would leave the daemons running.
+    for action in ("start", "stop", "status"):
+        done = _proc.run(
+            ["bash", str(ROOT / "slurm" / "local-cluster.sh"), action],
+            timeout=30,
+            check=False,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AIPERF_SLURM_STATE": state},
+        )
+        assert done.returncode == 1, (action, done)
+        assert done.stdout == ""
+        assert done.stderr.count("\n") == 1 and "must not contain whitespace" in done.stderr, done.stderr
