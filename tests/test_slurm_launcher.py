@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -152,6 +153,73 @@ def test_create_launcher_picks_the_backend_and_slurm_needs_an_allocation(monkeyp
         create_launcher(load_config(overrides={"run.launcher": "slurm"}))
     with pytest.raises(LaunchError, match="needs the experiment directory"):
         create_launcher(load_config(overrides={"run.launcher": "submitit"}))
+
+
+# A master that starts probing and is then killed; argv[1] is "srun" or "mpi", argv[2] the PATH with the fake tool.
+_PROBING_MASTER = """
+import sys
+from aiperf.config import load_config
+from aiperf.launch import Allocation, MpiLauncher, SlurmLauncher
+env = {"PATH": sys.argv[2]}
+if sys.argv[1] == "srun":
+    allocation = Allocation("7", ("n1",), 0, 2, 1, None)
+    launcher = SlurmLauncher(load_config(), allocation=allocation, environ=env)
+else:
+    launcher = MpiLauncher(load_config(), hosts=["h1"], environ=env)
+launcher.probe("fp32", "cpu")
+"""
+
+
+def probe_dies_with_the_master(kind: str, tool: str, tmp_path: Path) -> None:
+    """Kill a probing master with SIGKILL; its probe command (a fake ``tool`` that sleeps) must be gone soon after."""
+    bin_dir, pid_file = tmp_path / "bin", tmp_path / "probe.pid"
+    bin_dir.mkdir()
+    fake = bin_dir / tool
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = --version ]; then echo "mpirun (Open MPI) 4.1.4"; exit 0; fi\n'
+        f"echo $$ > {shlex.quote(str(pid_file))}\n"
+        "exec sleep 300\n"
+    )
+    fake.chmod(0o755)
+    path = f"{bin_dir}:/usr/bin:/bin"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    master = _proc.spawn([sys.executable, "-c", _PROBING_MASTER, kind, path], env=env)
+    probe_pid = 0
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            assert master.poll() is None, f"the master ended with status {master.returncode} before probing"
+            assert time.monotonic() < deadline, "the fake probe never started"
+            time.sleep(0.05)
+        probe_pid = int(pid_file.read_text())
+        assert _alive(probe_pid)
+        master.kill()
+        master.wait()
+        deadline = time.monotonic() + 10
+        while _alive(probe_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(probe_pid), f"the {tool} probe outlived its killed master"
+    finally:
+        if master.poll() is None:
+            master.kill()
+            master.wait()
+        if probe_pid and _alive(probe_pid):
+            os.kill(probe_pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """A live, non-zombie process (PID 1 may reap late here)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    state = next((line.split()[1] for line in status.splitlines() if line.startswith("State:")), "X")
+    return state not in ("Z", "X")
+
+
+def test_an_srun_probe_dies_with_the_master(tmp_path: Path) -> None:
+    probe_dies_with_the_master("srun", "srun", tmp_path)
 
 
 # ------------------------------------------------------------------------------------------------ readers

@@ -355,7 +355,9 @@ class SlurmLauncher(Launcher):
             for node in nodes:
                 out, err = Path(tmp, f"{node}.out"), Path(tmp, f"{node}.err")
                 argv = self.probe_argv(node, precision, device)
-                process = _proc.spawn(argv, env=step_environment(self._environ, cpus), stdout=out, stderr=err)
+                # die_with_parent: a killed master leaves no probe step queued or running behind it.
+                env = step_environment(self._environ, cpus)
+                process = _proc.spawn(argv, env=env, stdout=out, stderr=err, die_with_parent=True)
                 running.append((node, process, out, err))
             limit = time.monotonic() + PROBE_TIMEOUT_S
             for node, process, out, err in running:
