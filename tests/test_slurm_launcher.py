@@ -307,10 +307,13 @@ def test_sbatch_header_is_conventional_and_uses_only_known_options() -> None:
 
 
 def _script_argv(tmp_path: Path, env: dict[str, str]) -> list[str]:
-    """What the script execs, with AIPERF_PYTHON pointing at a program that prints its arguments as JSON."""
+    """What the script execs, with AIPERF_PYTHON pointing at a program that prints its arguments as JSON (and runs
+    the script's own ``python -c`` checks with the real interpreter)."""
     recorder = tmp_path / "python"
+    python = shlex.quote(sys.executable)
     recorder.write_text(
-        f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -c 'import json, sys; print(json.dumps(sys.argv[1:]))' \"$@\"\n"
+        f'#!/bin/sh\nif [ "$1" = -c ]; then exec {python} "$@"; fi\n'
+        f"exec {python} -c 'import json, sys; print(json.dumps(sys.argv[1:]))' \"$@\"\n"
     )
     recorder.chmod(0o755)
     base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AIPERF_PYTHON": str(recorder)}
@@ -352,6 +355,34 @@ def test_sbatch_turns_its_environment_into_run_flags(tmp_path: Path) -> None:
     assert minimal == ["-m", "aiperf", "run", "--launcher", "slurm", "--workers", "4", "--precision", "fp16"]
     resume = _script_argv(tmp_path, {"AIPERF_RESUME": "/shared/exp dir", "AIPERF_DURATION": "2h"})
     assert resume == ["-m", "aiperf", "run", "--resume", "/shared/exp dir"]
+
+
+def test_sbatch_passes_workers_only_where_the_config_does_not_set_them(tmp_path: Path) -> None:
+    nodes = {"SLURM_JOB_NUM_NODES": "3"}
+    sets = tmp_path / "sets workers.toml"
+    sets.write_text('[run]\nworkers = 5\nduration = "1h"\n')
+    silent = tmp_path / "silent.toml"
+    silent.write_text('[run]\nduration = "1h"\n[train]\ndevice = "cpu"\n')
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[run\nworkers = 5\n")
+
+    def workers(env: dict[str, str]) -> list[str]:
+        argv = _script_argv(tmp_path, {**nodes, **env})
+        return argv[argv.index("--workers") : argv.index("--workers") + 2] if "--workers" in argv else []
+
+    # [run] workers of the config is not overridden by the node count; the config then decides.
+    assert workers({"AIPERF_CONFIG": str(sets)}) == []
+    assert _script_argv(tmp_path, {**nodes, "AIPERF_CONFIG": str(sets)})[-2:] == ["--config", str(sets)]
+    # AIPERF_WORKERS always wins; without a config, or a config that leaves workers out: one per node.
+    assert workers({"AIPERF_CONFIG": str(sets), "AIPERF_WORKERS": "4"}) == ["--workers", "4"]
+    assert workers({}) == ["--workers", "3"]
+    assert workers({"AIPERF_CONFIG": str(silent)}) == ["--workers", "3"]
+    # A file that cannot be read or parsed: aiperf reports it (the flag changes nothing there).
+    assert workers({"AIPERF_CONFIG": str(broken)}) == ["--workers", "3"]
+    assert workers({"AIPERF_CONFIG": str(tmp_path / "missing.toml")}) == ["--workers", "3"]
+    # What aiperf then resolves from those flags: the config's 5, and the node count for a config without workers.
+    assert load_config(sets).run.workers == 5
+    assert load_config(silent, {"run.workers": 3}).run.workers == 3
 
 
 # ----------------------------------------------------------------------------------------------- slurm/local-cluster.sh
