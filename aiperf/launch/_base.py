@@ -2,8 +2,9 @@
 
 A launcher knows the nodes it may use, starts one worker (one process per rank) on a node, and hands back a
 :class:`WorkerHandle` the master polls. Everything a worker needs travels on its command line and through the
-experiment directory; nothing is pickled. Backends: local processes (this module's sibling ``_local``), SLURM job
-steps, submitit jobs.
+experiment directory; nothing is pickled, except the command object that submitit pickles itself (see
+:mod:`aiperf.launch._submitit`). Backends: local processes (this module's sibling ``_local``), SLURM job steps,
+submitit jobs, mpirun jobs.
 """
 
 from __future__ import annotations

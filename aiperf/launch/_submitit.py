@@ -7,9 +7,19 @@ worker is a job of ``submitit.AutoExecutor(folder=<experiment>/submitit, cluster
 ID``) through ``submitit.helpers.CommandFunction``, so submitit pickles only that small command object and the
 worker reads everything else from the experiment directory. A restarted worker is a new job.
 
+Pickle, the one stated exception to aiperf's rule of no pickle on the shared filesystem: submitit always pickles the
+submitted callable (``<job>_submitted.pkl``, here the ``CommandFunction`` holding the command line above), written
+by the master into ``<experiment>/submitit/`` and unpickled by submitit on the node; that cannot be avoided while
+using submitit. The other direction is closed: the master never unpickles anything a job wrote (its
+``<job>_result.pkl`` is never read; ``job.result()`` is not called, and tests/test_audit.py flags such calls). Job
+states come from ``sacct``, a probe's record from the job's log. The default launcher (``sbatch
+slurm/aiperf.sbatch``, :mod:`aiperf.launch._srun`) uses no pickle at all.
+
 Probing: one short job per node runs ``aiperf probe --json``, before any worker. The probe then measures each node
 the same way the SLURM-step launcher does, on an idle node, and a node that cannot run a job is known (and
-excluded) before the window opens; the price is one more trip through the queue (seconds on an idle cluster).
+excluded) before the window opens; the price is one more trip through the queue (seconds on an idle cluster). The
+probe's JSON line is read from the job's log (``<job>_0_log.out``, as :func:`aiperf.launch._srun.probe_event`
+reads an srun probe's output).
 
 Job states come from one batched ``sacct`` call for all workers (at most every few seconds), read by
 :func:`aiperf.launch.parse_sacct`; submitit's own watcher backs off to a minute between calls, too slow to notice a
@@ -44,7 +54,7 @@ from aiperf.launch._slurm import (
     scancel_argv,
     sinfo_argv,
 )
-from aiperf.launch._srun import probe_event
+from aiperf.launch._srun import _last_line, probe_event
 
 if TYPE_CHECKING:
     from aiperf.config import Config
@@ -55,6 +65,7 @@ ENV_PARAMETERS = "AIPERF_SUBMITIT"
 PROBE_TIMEOUT_S = 900.0  # queueing included
 _SACCT_EVERY_S = 3.0
 _COMMAND_TIMEOUT_S = 30.0
+_LOG_SETTLE_S = 5.0  # how long a finished probe job's log may take to appear in full on a shared filesystem
 _UNSET = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_PORT", "AIPERF_NODE", "TORCHELASTIC_RUN_ID")
 
 
@@ -85,6 +96,13 @@ def _link_log(link: Path, target: Path) -> None:
         os.replace(tmp, link)
     except OSError:
         tmp.unlink(missing_ok=True)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def submitit_parameters(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -293,27 +311,33 @@ class SubmititLauncher(Launcher):
         limit = time.monotonic() + PROBE_TIMEOUT_S
         events: list[dict[str, Any]] = []
         for node, job in jobs:
+            job_id = str(job.job_id)
             code = None
-            while code is None and time.monotonic() < limit:
-                code = self.exit_status(str(job.job_id))
-                if code is None and job.paths.result_pickle.exists():
-                    code = 0
-                if code is None:
+            ended = False
+            while not ended and time.monotonic() < limit:
+                code = self.exit_status(job_id)
+                # submitit writes its result file as the task ends: its existence says so sooner than sacct. Only
+                # that is looked at; the file is a pickle and is never read (job.result() would unpickle it).
+                ended = code is not None or job.paths.result_pickle.exists()
+                if not ended:
                     time.sleep(0.5)
-            if code is None:
+            if not ended:
                 job.cancel(check=False)
-                self.probe_failures[node] = f"job {job.job_id} did not finish within {PROBE_TIMEOUT_S:.0f} s"
+                self.probe_failures[node] = f"job {job_id} did not finish within {PROBE_TIMEOUT_S:.0f} s"
                 continue
-            try:
-                stdout = job.result()
-            except Exception as exc:  # submitit re-raises the job's failure
-                lines = str(exc).strip().splitlines()
-                last = lines[-1] if lines else type(exc).__name__
-                self.probe_failures[node] = f"job {job.job_id} failed (status {code}): {last}"
-                continue
-            event = probe_event(str(stdout))
-            if event is None:
-                self.probe_failures[node] = f"job {job.job_id} printed no probe record"
+            stdout = Path(job.paths.stdout)
+            text = _read_text(stdout)
+            # The log may show up late on a shared filesystem: give a job that did not fail a few seconds more.
+            settle = time.monotonic() + _LOG_SETTLE_S
+            while probe_event(text) is None and code in (None, 0) and time.monotonic() < settle:
+                time.sleep(0.5)
+                text = _read_text(stdout)
+            event = probe_event(text)
+            if event is None or code not in (None, 0):
+                status = "?" if code is None else code
+                last = _last_line(text) or f"no output in {stdout}"
+                why = "failed" if code not in (None, 0) else "printed no probe record"
+                self.probe_failures[node] = f"job {job_id} {why} (status {status}): {last}"
                 continue
             event["node"] = node
             events.append(event)
