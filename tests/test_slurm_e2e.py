@@ -88,7 +88,8 @@ def _submit(folder: Path, duration: str, minutes: int, ranks: int = 1) -> Job:
         "AIPERF_CONFIG": str(_config(folder, duration, ranks)),
         "AIPERF_EXPERIMENT_DIR": str(experiment),
     }
-    argv = sbatch_argv(SBATCH, {"chdir": str(folder), "time": minutes})
+    # The local nodes have no GPUs: the override the script's header documents for CPU-only sites.
+    argv = sbatch_argv(SBATCH, {"chdir": str(folder), "time": minutes, "gpus-per-node": 0})
     return Job(parse_sbatch_jobid(_proc.run(argv, timeout=30, env=env).stdout), folder, experiment)
 
 

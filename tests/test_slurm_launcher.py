@@ -25,6 +25,7 @@ from aiperf.launch import (
     Allocation,
     LocalLauncher,
     SlurmLauncher,
+    StepLayout,
     WorkerSpec,
     create_launcher,
     exit_status,
@@ -87,6 +88,41 @@ def test_step_layout_shares_a_nodes_cpus_among_its_workers_and_ranks() -> None:
     # [run] threads_per_rank wins; a node too small for its ranks still gets one CPU each.
     assert _launcher(_allocation(cpus=16)).layout(WorkerSpec("w0", EXPERIMENT, "n1", 2, 3)).cpus_per_rank == 3
     assert _launcher(_allocation(cpus=1)).layout(spec).cpus_per_rank == 1
+
+
+def _fake_probe_srun(tmp_path: Path, record: dict[str, object]) -> dict[str, str]:
+    """An environment whose ``srun`` prints ``record`` as a probe's JSON line, as ``aiperf probe --json`` does."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    srun = bin_dir / "srun"
+    srun.write_text(f"#!/bin/sh\necho 'some start-up noise'\necho {shlex.quote(json.dumps(record))}\n")
+    srun.chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+
+def test_without_slurm_gpus_the_probes_gpu_count_sets_the_ranks(tmp_path: Path) -> None:
+    gpu = {"type": "probe", "node": "x", "device": "cuda", "devices": 4, "peak_flops": 4e14, "threads": 64}
+    config = load_config(overrides={"run.workers": 2})
+    spec = WorkerSpec("w000", EXPERIMENT, node="n1", ranks=1)
+    # SLURM_GPUS_ON_NODE unset (the allocation holds no GPUs), yet the node's probe found 4: one rank per GPU, and
+    # the step asks SLURM for none (it manages none for this job), so no --gpus-per-node.
+    launcher = SlurmLauncher(
+        config, allocation=_allocation(cpus=64), python=PYTHON, environ=_fake_probe_srun(tmp_path, gpu)
+    )
+    assert launcher.layout(spec).ranks == 1  # before probing
+    events = launcher.probe("bf16", "auto")
+    assert [e["node"] for e in events] == ["n1", "n2"]
+    assert launcher.layout(spec) == StepLayout(ranks=4, cpus_per_rank=16, gpus=0)
+    argv = launcher.step_argv(spec, "aiperf-w000-r0")
+    assert "--ntasks=4" in argv and not any(a.startswith("--gpus") for a in argv)
+    # The allocation's GPUs win over the probe's count; a CPU probe leaves [run] ranks_per_worker.
+    launcher = SlurmLauncher(config, allocation=_allocation(gpus=8, cpus=64), environ=_fake_probe_srun(tmp_path, gpu))
+    launcher.probe("bf16", "auto")
+    assert launcher.layout(WorkerSpec("w000", EXPERIMENT, node="gpu01")) == StepLayout(8, 8, 8)
+    cpu = {**gpu, "device": "cpu", "devices": 1}
+    launcher = SlurmLauncher(config, allocation=_allocation(cpus=64), environ=_fake_probe_srun(tmp_path, cpu))
+    launcher.probe("bf16", "auto")
+    assert launcher.layout(WorkerSpec("w000", EXPERIMENT, node="n1", ranks=2)) == StepLayout(2, 32, 0)
 
 
 def test_a_worker_without_a_node_is_refused() -> None:
@@ -301,7 +337,10 @@ def test_sbatch_header_is_conventional_and_uses_only_known_options() -> None:
     assert int(header["signal"].rsplit("@", 1)[1]) < MIN_REPORT_MARGIN_S - 60  # never cuts a well-sized window
     assert header["open-mode"] == "append"
     assert header["output"].endswith("%j.out") and header["error"].endswith("%j.err")
-    assert {"job-name", "nodes", "ntasks-per-node", "time", "exclusive", "no-kill"} <= set(header)
+    assert {"job-name", "nodes", "ntasks-per-node", "gpus-per-node", "time", "exclusive", "no-kill"} <= set(header)
+    # A plain `sbatch slurm/aiperf.sbatch` on a GPU cluster gets GPUs: one rank per GPU follows from them.
+    assert int(header["gpus-per-node"]) >= 1
+    assert "--gpus-per-node=0" in SBATCH.read_text()  # the documented override for CPU-only sites (test_local_slurm)
     assert SBATCH.stat().st_mode & 0o111, "slurm/aiperf.sbatch should be executable"
     _proc.run(["bash", "-n", str(SBATCH)], timeout=30)
 
