@@ -23,9 +23,11 @@ from aiperf.launch import (
     SBATCH_OPTIONS,
     AcctRecord,
     Allocation,
+    Launcher,
     LocalLauncher,
     SlurmLauncher,
     StepLayout,
+    WorkerHandle,
     WorkerSpec,
     create_launcher,
     exit_status,
@@ -123,6 +125,53 @@ def test_without_slurm_gpus_the_probes_gpu_count_sets_the_ranks(tmp_path: Path) 
     launcher = SlurmLauncher(config, allocation=_allocation(cpus=64), environ=_fake_probe_srun(tmp_path, cpu))
     launcher.probe("bf16", "auto")
     assert launcher.layout(WorkerSpec("w000", EXPERIMENT, node="n1", ranks=2)) == StepLayout(2, 32, 0)
+
+
+class _Recording(Launcher):
+    """A launcher whose workers only record what was done to them; the third start fails."""
+
+    def __init__(self) -> None:
+        self.killed: list[str] = []
+        self.started: list[str] = []
+
+    def nodes(self) -> list[str]:
+        return ["n1"]
+
+    def start(self, spec: WorkerSpec) -> WorkerHandle:
+        if len(self.started) == 2:
+            raise LaunchError("no more")
+        self.started.append(spec.worker_id)
+        launcher = self
+
+        class Handle(WorkerHandle):
+            worker_id, node = spec.worker_id, spec.node
+
+            def poll(self) -> int | None:
+                return None
+
+            def terminate(self) -> None:
+                pass
+
+            def kill(self) -> None:
+                launcher.killed.append(self.worker_id)
+
+            def describe(self) -> str:
+                return self.worker_id
+
+        return Handle()
+
+    def probe(self, precision: str, device: str) -> list[dict[str, object]]:
+        return []
+
+
+def test_start_many_defaults_to_start_in_order_and_stops_what_it_started_when_one_fails() -> None:
+    specs = [WorkerSpec(f"w00{i}", EXPERIMENT, node="n1") for i in range(3)]
+    launcher = _Recording()
+    assert [h.worker_id for h in launcher.start_many(specs[:2])] == ["w000", "w001"]
+    launcher = _Recording()
+    with pytest.raises(LaunchError, match="no more"):
+        launcher.start_many(specs)
+    assert launcher.started == launcher.killed == ["w000", "w001"]  # no handle reached the caller: none left running
 
 
 def test_a_worker_without_a_node_is_refused() -> None:

@@ -74,6 +74,21 @@ class Launcher(abc.ABC):
     def start(self, spec: WorkerSpec) -> WorkerHandle:
         """Start one worker; raises LaunchError if it cannot be started at all."""
 
+    def start_many(self, specs: Sequence[WorkerSpec]) -> list[WorkerHandle]:
+        """Start the first workers together, one handle per spec in order (the master's initial launch; a restart
+        goes through :meth:`start`). The default starts them one by one; a launcher that can submit them at once
+        (the submitit launcher's job array) overrides it. Raises LaunchError like :meth:`start`, after killing the
+        workers it had started, which the caller never got a handle to."""
+        handles: list[WorkerHandle] = []
+        try:
+            for spec in specs:
+                handles.append(self.start(spec))
+        except BaseException:
+            for handle in handles:
+                handle.kill()
+            raise
+        return handles
+
     @abc.abstractmethod
     def probe(self, precision: str, device: str) -> list[dict[str, Any]]:
         """Measure every node (``aiperf.probe``): one ``probe`` event payload per node, before the window opens."""
