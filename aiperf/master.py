@@ -163,8 +163,10 @@ class Master:
             _Slot(check_id(f"w{i:03d}", "worker id"), nodes[i % len(nodes)]) for i in range(self.config.run.workers)
         ]
         now = time.time()
-        for slot in self.slots:
-            self._start(slot, now)
+        handles = self.launcher.start_many([self._worker_spec(slot) for slot in self.slots])
+        for slot, handle in zip(self.slots, handles, strict=True):
+            slot.handle, slot.started_at, slot.last_seen, slot.idle_s = handle, now, now, 0.0
+            self.say(f"started {slot.worker_id} on {slot.node} ({handle.describe()})")
 
     def _wait_ready(self) -> None:
         """Wait until every worker has initialised (its ``worker_start`` record), so start-up is outside the window.

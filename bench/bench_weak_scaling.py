@@ -55,8 +55,9 @@ def scaling(scores: dict[int, float]) -> dict[int, float]:
     return {n: scores[n] / (n / n0 * scores[n0]) for n in sorted(scores)}
 
 
-def submit(nodes: int, folder: Path, config: Path, minutes: int) -> Path:
-    """Run one job to its end (``sbatch --wait``); returns its experiment directory."""
+def submit(nodes: int, folder: Path, config: Path, minutes: int, gpus_per_node: int = 0) -> Path:
+    """Run one job to its end (``sbatch --wait``); returns its experiment directory. ``gpus_per_node`` overrides the
+    script's GPU request (0 for CPU-only nodes such as the local cluster's, where the header's alone is refused)."""
     experiment = folder / f"experiment-{nodes}n"
     env_vars = ",".join(
         [
@@ -71,6 +72,7 @@ def submit(nodes: int, folder: Path, config: Path, minutes: int) -> Path:
         "--wait",
         f"--nodes={nodes}",
         f"--time={minutes}",
+        f"--gpus-per-node={gpus_per_node}",
         f"--chdir={folder}",
         f"--export={env_vars}",
         str(SBATCH),
@@ -89,6 +91,7 @@ def parse_args(argv: Iterable[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--shape", type=int, nargs=3, default=(3, 32, 32), metavar=("C", "H", "W"))
     parser.add_argument("--precision", default="bf16")
     parser.add_argument("--out", type=Path, help="a folder every node sees (default: a temporary one)")
+    parser.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per node to ask for (default 0: CPU nodes)")
     return parser.parse_args(list(argv) if argv is not None else None)
 
 
@@ -107,7 +110,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     scores: dict[int, float] = {}
     for nodes in args.nodes:
         start = time.time()
-        experiment = submit(nodes, folder, config, minutes)
+        experiment = submit(nodes, folder, config, minutes, args.gpus_per_node)
         result = json.loads((experiment / "result.json").read_text())
         scores[nodes] = float(result["score"]["score_flops"])
         window = float(result["window"]["duration_s"])

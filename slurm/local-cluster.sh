@@ -11,7 +11,8 @@
 #   status   one line per daemon and the nodes; exit status 0 when everything runs, 3 otherwise
 #
 # Environment:
-#   AIPERF_SLURM_STATE   the one folder for state, spool, logs, pid files and the database (default /tmp/aiperf-slurm)
+#   AIPERF_SLURM_STATE   the one folder for state, spool, logs, pid files and the database (default /tmp/aiperf-slurm);
+#                        an absolute path without whitespace
 #   AIPERF_SLURM_NODES   number of compute nodes, at least 2 (default 2)
 #   AIPERF_SLURM_CPUS    CPUs each node declares (default 2, so two 1-CPU tasks fit on a node)
 #   AIPERF_SLURM_MEM_MB  memory each node declares, in MB (default 4096)
@@ -104,6 +105,8 @@ check_settings() {
     [[ $CPUS =~ ^[0-9]+$ && $CPUS -ge 1 ]] || die "AIPERF_SLURM_CPUS must be a positive integer, got '$CPUS'"
     [[ $MEM_MB =~ ^[0-9]+$ && $MEM_MB -ge 256 ]] || die "AIPERF_SLURM_MEM_MB must be at least 256, got '$MEM_MB'"
     [[ $STATE == /* ]] || die "AIPERF_SLURM_STATE must be an absolute path, got '$STATE'"
+    # The path goes into slurm.conf and into the whitespace-separated daemon table that status and stop read.
+    [[ $STATE != *[[:space:]]* ]] || die "AIPERF_SLURM_STATE must not contain whitespace, got '${STATE//$'\n'/\\n}'"
 }
 
 need_root() { [[ $EUID -eq 0 ]] || die "$1 needs root (daemons run as root and the config goes to /etc/slurm): use sudo"; }
@@ -379,8 +382,8 @@ nodes_ready() {
 sacct_answers() { sacct --noheader -X -a -S now-1hours -o JobID; }
 
 cmd_start() {
-    need_root start
     check_settings
+    need_root start
     local bin
     for bin in munged mungekey mariadbd mariadb-install-db mariadb-admin slurmdbd slurmctld slurmd sinfo sacct sacctmgr; do
         command -v "$bin" >/dev/null || die "$bin is missing: run '$0 install' first"
@@ -450,8 +453,8 @@ cancel_jobs() {
 }
 
 cmd_stop() {
-    need_root stop
     check_settings
+    need_root stop
     local t0
     t0=$(now)
     if pid_of "$RUN/slurmctld.pid" slurmctld >/dev/null; then cancel_jobs; fi

@@ -4,9 +4,12 @@ identifier that has not been through :func:`aiperf.paths.check_id`.
 Forbidden: calls of ``eval``/``exec``/``compile``; importing ``pickle``, ``marshal``, ``shelve`` (or dill,
 cloudpickle, joblib); ``shell=True``, ``os.system``, ``os.popen`` and the other shell runners; loaders that unpickle
 by another name (``torch.load`` without ``weights_only=True``, ``numpy.load(allow_pickle=True)``, ``yaml.load``,
-``pandas.read_pickle``). The one exception: in ``aiperf/train/``, a class that subclasses ``pickle.Unpickler`` and
-overrides ``find_class`` with a refusal, for CIFAR-10's official pickle batches; that module may use nothing else of
-``pickle`` but the exception types. Each rule is first shown to catch a violation in a small snippet.
+``pandas.read_pickle``), and the methods of a submitit job that unpickle its files on the shared filesystem
+(``.result()``, ``.results()``, ``.exception()``, ``.submission()``: flagged in any module that imports submitit,
+and elsewhere on a receiver named like a job). The one exception: in ``aiperf/train/``, a class that subclasses
+``pickle.Unpickler`` and overrides ``find_class`` with a refusal, for CIFAR-10's official pickle batches; that module
+may use nothing else of ``pickle`` but the exception types. Each rule is first shown to catch a violation in a small
+snippet.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ SHELL_CALLS = {
     ("asyncio", "create_subprocess_shell"),
 }
 PICKLE_EXCEPTIONS = {"UnpicklingError", "PickleError", "Unpickler"}  # Unpickler only as a base class, see below
+# submitit.Job methods that unpickle the job's result or submission file (core.py: utils.pickle_load).
+JOB_UNPICKLERS = {"result", "results", "exception", "submission"}
+JOB_NAME = re.compile(r"^(?:\w+_)?jobs?$")  # job, jobs, probe_job ...: receivers that hold submitit jobs
 # Variable names that hold identifiers coming from configs, journals or the command line.
 ID_NAME = re.compile(r"^(?:\w+_)?(?:id|worker|trial|writer|experiment|run|job)(?:_id|_name)?$")
 PATH_CALLS = {"Path", "PurePath", "joinpath", "join", "open", "with_name", "with_stem", "mkdir", "makedirs"}
@@ -128,6 +134,12 @@ def audit_source(source: str, module: str) -> list[Finding]:
     def flag(node: ast.AST, what: str) -> None:
         findings.append(Finding(f"{module}:{getattr(node, 'lineno', 0)}", what))
 
+    uses_submitit = any(
+        (isinstance(n, ast.Import) and any(a.name.split(".")[0] == "submitit" for a in n.names))
+        or (isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] == "submitit")
+        for n in ast.walk(tree)
+    )
+
     for node in ast.walk(tree):
         if isinstance(node, ast.Import | ast.ImportFrom):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
@@ -164,6 +176,12 @@ def audit_source(source: str, module: str) -> list[Finding]:
             if func in ("yaml.load", "yaml.unsafe_load", "yaml.full_load"):
                 flag(node, f"{func} can build arbitrary objects (use yaml.safe_load or JSON)")
             if tail == "read_pickle":
+                flag(node, f"{func} unpickles")
+            if isinstance(node.func, ast.Attribute) and node.func.attr in JOB_UNPICKLERS:
+                receiver = _dotted(node.func.value).split(".")[-1]
+                if uses_submitit or JOB_NAME.match(receiver):
+                    flag(node, f".{node.func.attr}() of a submitit job unpickles its file (read the job's log instead)")
+            if tail == "pickle_load":
                 flag(node, f"{func} unpickles")
             if tail in PATH_CALLS and not module.endswith("aiperf/paths.py"):
                 names = _joined_ids(tail, node)
@@ -209,6 +227,12 @@ BAD = {
     "open(f-string)": "def f(args):\n    return open(f'/tmp/{args.worker}.txt')",
     "joinpath": "def f(root, experiment):\n    return root.joinpath(experiment)",
     "os.path.join": "import os\ndef f(d, job_id):\n    return os.path.join(d, job_id)",
+    "submitit job.result": "import submitit\ndef f(ex, fn):\n    return ex.submit(fn).result()",
+    "submitit results": "def f(launcher):\n    import submitit\n    return [j.results() for j in launcher.all]",
+    "submitit exception": "from submitit import AutoExecutor\ndef f(x):\n    return x.exception()",
+    "handle.job.result": "def f(handle):\n    return handle.job.result()",
+    "probe_job.submission": "def f(probe_job):\n    return probe_job.submission()",
+    "pickle_load": "from submitit.core import utils\nutils.pickle_load(path)",
 }
 GOOD = {
     "check_id": "from aiperf.paths import check_id\ndef f(root, worker_id):\n    return root / check_id(worker_id)",
@@ -220,6 +244,7 @@ GOOD = {
     "re.compile": "import re\np = re.compile('x')",
     "yaml.safe_load": "import yaml\nyaml.safe_load(text)",
     "np.load": "import numpy as np\nnp.load(f)",
+    "a future's result": "def f(check):\n    return check.result()",
 }
 RESTRICTED = """
 import pickle

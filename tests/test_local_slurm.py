@@ -6,6 +6,7 @@ Every command goes through aiperf._proc with argv built by aiperf.launch; every 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import time
@@ -14,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import CLUSTER_SCRIPT, LocalCluster
+from conftest import CLUSTER_SCRIPT, ROOT, LocalCluster
 
 from aiperf import _proc
 from aiperf.launch import (
@@ -189,3 +190,22 @@ def test_allocation_from_env_inside_a_real_job(slurm_cluster: LocalCluster, tmp_
             "ntasks_per_node": 1,
             "end_time": alloc.end_time,
         }
+
+
+def test_aiperf_sbatch_asks_for_gpus_and_cpu_only_sites_override_it_with_zero(
+    slurm_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """slurm/aiperf.sbatch's header asks for GPUs; this cluster has none (no GPU gres), like a CPU-only site. Only
+    --gpus-per-node=0 (or SBATCH_GPUS_PER_NODE=0) lets the same script through, as its header comment says."""
+    script = str(ROOT / "slurm" / "aiperf.sbatch")
+
+    def test_only(*options: str, env: Mapping[str, str] | None = None) -> _proc.Completed:
+        argv = ["sbatch", "--test-only", f"--chdir={tmp_path}", *options, script]  # checks, submits nothing
+        return _proc.run(argv, timeout=30, check=False, env=None if env is None else {**os.environ, **env})
+
+    plain = test_only()
+    assert plain.returncode != 0 and "Invalid generic resource" in plain.stderr, plain
+    for works in (test_only("--gpus-per-node=0"), test_only(env={"SBATCH_GPUS_PER_NODE": "0"})):
+        assert works.returncode == 0 and "to start at" in works.stderr, works
+    for leaves_the_header in ("--gres=none", "--gpus=0", "--gres=gpu:0"):
+        assert test_only(leaves_the_header).returncode != 0, leaves_the_header

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from test_distributed import EPOCHS, GLOBAL_BATCH, STOP_AT_CALL, WORKER, clean_env, run_ranks
+from test_slurm_launcher import probe_dies_with_the_master
 
 from aiperf.errors import ConfigError, LaunchError
 from aiperf.launch._base import WorkerSpec
@@ -163,6 +164,11 @@ def test_one_rank_per_gpu_split_between_workers_sharing_a_host():
     assert plan_layout(slots=None, probe=cpu, ranks=2, threads_per_rank=0, workers_per_host=2, position=1) == (
         WorkerLayout(2, 4, None)
     )
+
+
+def test_an_mpirun_probe_dies_with_the_master(tmp_path):
+    # A fake mpirun: no Open MPI needed to see that the probe's process goes when the master is killed.
+    probe_dies_with_the_master("mpi", "mpirun", tmp_path)
 
 
 # -- real Open MPI --------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The cluster path end to end on the real local SLURM (two nodes on this machine, slurm/local-cluster.sh):
 ``sbatch slurm/aiperf.sbatch`` with short windows on digits, a worker step killed mid-run, a node going down, the
-job's time limit brought forward, ``scancel`` of the whole job, and the submitit launcher from a "login node".
+job's time limit brought forward, ``scancel`` of the whole job, and the submitit launcher from a "login node" (the
+workers as one job array, a killed one restarted as a job of its own).
 
 Everything is real: the batch script, the master in the batch step, srun steps, slurmctld's signals, sacct. The
 tests read the experiments' journals and result.json, never the human-readable logs (those are only shown when a
@@ -88,7 +89,8 @@ def _submit(folder: Path, duration: str, minutes: int, ranks: int = 1) -> Job:
         "AIPERF_CONFIG": str(_config(folder, duration, ranks)),
         "AIPERF_EXPERIMENT_DIR": str(experiment),
     }
-    argv = sbatch_argv(SBATCH, {"chdir": str(folder), "time": minutes})
+    # The local nodes have no GPUs: the override the script's header documents for CPU-only sites.
+    argv = sbatch_argv(SBATCH, {"chdir": str(folder), "time": minutes, "gpus-per-node": 0})
     return Job(parse_sbatch_jobid(_proc.run(argv, timeout=30, env=env).stdout), folder, experiment)
 
 
@@ -157,6 +159,7 @@ def _assert_chains_intact(job: Job) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------- tests
+@pytest.mark.fault
 def test_sbatch_runs_a_valid_benchmark_on_both_nodes_and_survives_a_killed_worker_step(
     slurm_cluster: LocalCluster, tmp_path: Path
 ) -> None:
@@ -203,6 +206,7 @@ def test_sbatch_runs_a_valid_benchmark_on_both_nodes_and_survives_a_killed_worke
     assert len(stops) == 2, stops
 
 
+@pytest.mark.fault
 def test_time_limit_signal_gives_the_master_time_to_stop_workers_and_report(
     slurm_cluster: LocalCluster, tmp_path: Path
 ) -> None:
@@ -236,33 +240,66 @@ def test_time_limit_signal_gives_the_master_time_to_stop_workers_and_report(
     _assert_chains_intact(job)
 
 
-def test_submitit_runs_each_worker_as_a_job_from_the_login_node(slurm_cluster: LocalCluster, tmp_path: Path) -> None:
+def _log_job(experiment: Path, worker: str) -> str:
+    """The submitit job id behind ``logs/<worker>.log`` (a link to ``<job>_0_log.out``; an array task is ``A_T``)."""
+    link = experiment / "logs" / f"{worker}.log"
+    return os.readlink(link).rsplit("/", 1)[-1].removesuffix("_0_log.out") if link.is_symlink() else ""
+
+
+@pytest.mark.fault
+def test_submitit_runs_the_workers_as_a_job_array_from_the_login_node(
+    slurm_cluster: LocalCluster, tmp_path: Path
+) -> None:
     experiment = tmp_path / "exp"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}  # a login node: no allocation
     argv = [sys.executable, "-m", "aiperf", "run", "--config", str(_config(tmp_path, "60s"))]
     argv += ["--launcher", "submitit", "--experiment-dir", str(experiment)]
-    done = _proc.run(argv, timeout=420, check=False, env=env, cwd=tmp_path)
-    shown = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    assert done.returncode == 0, shown
+    master = _proc.spawn(argv, env=env, cwd=tmp_path, stdout=tmp_path / "master.out", stderr=tmp_path / "master.err")
     job = Job("none", tmp_path, experiment)
+
+    def shown() -> str:
+        return "\n".join((tmp_path / f"master.{s}").read_text()[-3000:] for s in ("out", "err"))
+
+    try:
+        _window_open(job)
+        first = [_log_job(experiment, w) for w in ("w000", "w001")]
+        # The two workers are the two tasks of one job array.
+        array = first[0].partition("_")[0]
+        assert first == [f"{array}_0", f"{array}_1"], f"{first}\n{shown()}"
+        time.sleep(5)
+        # Kill w000's task outright: the master restarts it as a job of its own, on the same node.
+        _run(scancel_argv(first[0], signal="KILL"))
+        _wait("the master to restart w000", lambda: len(_starts(job, "w000")) >= 2, 90, job)
+        code = master.wait(timeout=360)
+    finally:
+        if master.poll() is None:
+            _proc.terminate(master, grace=30)
+    assert code == 0, shown()
     result = job.result()
-    assert result["validity"]["valid"], f"{result['validity']['rules']}\n{shown}"
-    assert _starts(job, "w000") == ["n1"] and _starts(job, "w001") == ["n2"]
-    # Four jobs: a probe per node, then a worker per node, each pinned to its node; all have ended.
+    assert result["status"] == "finished", shown()
+    assert result["validity"]["valid"], f"{result['validity']['rules']}\n{shown()}"
+    assert _starts(job, "w000") == ["n1", "n1"] and _starts(job, "w001") == ["n2"]
+    restart = _log_job(experiment, "w000")
+    assert restart.isdigit() and restart != array, restart  # a plain job, not another array
+    # Submissions: a probe job per node, the workers' array, then the restart; every job pinned to its node.
     folder = experiment / "submitit"
-    ids = sorted((p.name.split("_")[0] for p in folder.glob("*_submission.sh")), key=int)
-    assert len(ids) == 4, ids
+    submitted = sorted((p.name.split("_")[0] for p in folder.glob("*_submission.sh")), key=int)
+    assert len(submitted) == 4 and submitted[2:] == [array, restart], (submitted, array, restart)
+    ids = [*submitted[:2], *first, restart]
     records = {r.id: r for r in parse_sacct(_run(sacct_argv(ids)).stdout)}
     for job_id in ids:
         assert records[job_id].finished, records[job_id]
-    assert [records[i].nodes for i in ids] == [("n1",), ("n2",), ("n1",), ("n2",)]
+    assert [records[i].nodes for i in ids] == [("n1",), ("n2",), ("n1",), ("n2",), ("n1",)]
+    names = _run(["sacct", "-X", "--noheader", "--parsable2", "-o", "JobID,JobName", "-j", array]).stdout.split()
+    assert sorted(names) == [f"{first[0]}|aiperf-w000", f"{first[1]}|aiperf-w001"]  # each task named after its worker
     # The worker's log is its job's output, linked from the usual place.
-    log = experiment / "logs" / "w000.log"
+    log = experiment / "logs" / "w001.log"
     assert log.is_symlink() and log.resolve().parent == folder.resolve()
     assert "ready:" in log.read_text()
     _assert_chains_intact(job)
 
 
+@pytest.mark.fault
 def test_a_node_that_keeps_failing_is_excluded_and_its_worker_moves(
     slurm_cluster: LocalCluster, tmp_path: Path
 ) -> None:
@@ -284,9 +321,20 @@ def test_a_node_that_keeps_failing_is_excluded_and_its_worker_moves(
     assert "node n2 failed 3 times: excluded; w001 moves to n1" in job.output()
     result = job.result()
     assert result["status"] == "finished" and result["score"]["epochs"] > 0
+    assert result["problems"] == [], result["problems"]
+    # Every trial proposed on either node has its end, the one the lost node cut short included (closed as failed
+    # by w001's next incarnation on n1).
+    for worker in ("w000", "w001"):
+        records = job.journal(worker)
+        proposed = {r["trial"] for r in records if r.get("type") == "proposal"}
+        ended = {r["trial"] for r in records if r.get("type") == "trial_end"}
+        assert proposed and proposed == ended, (worker, proposed - ended)
     _assert_chains_intact(job)
+    report = verify_experiment(job.experiment)
+    assert report.ok, report.problems
 
 
+@pytest.mark.fault
 def test_scancel_of_the_whole_job_still_leaves_a_report(slurm_cluster: LocalCluster, tmp_path: Path) -> None:
     job = _submit(tmp_path, "60s", minutes=5)
     try:

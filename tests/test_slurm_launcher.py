@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -22,8 +23,11 @@ from aiperf.launch import (
     SBATCH_OPTIONS,
     AcctRecord,
     Allocation,
+    Launcher,
     LocalLauncher,
     SlurmLauncher,
+    StepLayout,
+    WorkerHandle,
     WorkerSpec,
     create_launcher,
     exit_status,
@@ -86,6 +90,88 @@ def test_step_layout_shares_a_nodes_cpus_among_its_workers_and_ranks() -> None:
     # [run] threads_per_rank wins; a node too small for its ranks still gets one CPU each.
     assert _launcher(_allocation(cpus=16)).layout(WorkerSpec("w0", EXPERIMENT, "n1", 2, 3)).cpus_per_rank == 3
     assert _launcher(_allocation(cpus=1)).layout(spec).cpus_per_rank == 1
+
+
+def _fake_probe_srun(tmp_path: Path, record: dict[str, object]) -> dict[str, str]:
+    """An environment whose ``srun`` prints ``record`` as a probe's JSON line, as ``aiperf probe --json`` does."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    srun = bin_dir / "srun"
+    srun.write_text(f"#!/bin/sh\necho 'some start-up noise'\necho {shlex.quote(json.dumps(record))}\n")
+    srun.chmod(0o755)
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+
+
+def test_without_slurm_gpus_the_probes_gpu_count_sets_the_ranks(tmp_path: Path) -> None:
+    gpu = {"type": "probe", "node": "x", "device": "cuda", "devices": 4, "peak_flops": 4e14, "threads": 64}
+    config = load_config(overrides={"run.workers": 2})
+    spec = WorkerSpec("w000", EXPERIMENT, node="n1", ranks=1)
+    # SLURM_GPUS_ON_NODE unset (the allocation holds no GPUs), yet the node's probe found 4: one rank per GPU, and
+    # the step asks SLURM for none (it manages none for this job), so no --gpus-per-node.
+    launcher = SlurmLauncher(
+        config, allocation=_allocation(cpus=64), python=PYTHON, environ=_fake_probe_srun(tmp_path, gpu)
+    )
+    assert launcher.layout(spec).ranks == 1  # before probing
+    events = launcher.probe("bf16", "auto")
+    assert [e["node"] for e in events] == ["n1", "n2"]
+    assert launcher.layout(spec) == StepLayout(ranks=4, cpus_per_rank=16, gpus=0)
+    argv = launcher.step_argv(spec, "aiperf-w000-r0")
+    assert "--ntasks=4" in argv and not any(a.startswith("--gpus") for a in argv)
+    # The allocation's GPUs win over the probe's count; a CPU probe leaves [run] ranks_per_worker.
+    launcher = SlurmLauncher(config, allocation=_allocation(gpus=8, cpus=64), environ=_fake_probe_srun(tmp_path, gpu))
+    launcher.probe("bf16", "auto")
+    assert launcher.layout(WorkerSpec("w000", EXPERIMENT, node="gpu01")) == StepLayout(8, 8, 8)
+    cpu = {**gpu, "device": "cpu", "devices": 1}
+    launcher = SlurmLauncher(config, allocation=_allocation(cpus=64), environ=_fake_probe_srun(tmp_path, cpu))
+    launcher.probe("bf16", "auto")
+    assert launcher.layout(WorkerSpec("w000", EXPERIMENT, node="n1", ranks=2)) == StepLayout(2, 32, 0)
+
+
+class _Recording(Launcher):
+    """A launcher whose workers only record what was done to them; the third start fails."""
+
+    def __init__(self) -> None:
+        self.killed: list[str] = []
+        self.started: list[str] = []
+
+    def nodes(self) -> list[str]:
+        return ["n1"]
+
+    def start(self, spec: WorkerSpec) -> WorkerHandle:
+        if len(self.started) == 2:
+            raise LaunchError("no more")
+        self.started.append(spec.worker_id)
+        launcher = self
+
+        class Handle(WorkerHandle):
+            worker_id, node = spec.worker_id, spec.node
+
+            def poll(self) -> int | None:
+                return None
+
+            def terminate(self) -> None:
+                pass
+
+            def kill(self) -> None:
+                launcher.killed.append(self.worker_id)
+
+            def describe(self) -> str:
+                return self.worker_id
+
+        return Handle()
+
+    def probe(self, precision: str, device: str) -> list[dict[str, object]]:
+        return []
+
+
+def test_start_many_defaults_to_start_in_order_and_stops_what_it_started_when_one_fails() -> None:
+    specs = [WorkerSpec(f"w00{i}", EXPERIMENT, node="n1") for i in range(3)]
+    launcher = _Recording()
+    assert [h.worker_id for h in launcher.start_many(specs[:2])] == ["w000", "w001"]
+    launcher = _Recording()
+    with pytest.raises(LaunchError, match="no more"):
+        launcher.start_many(specs)
+    assert launcher.started == launcher.killed == ["w000", "w001"]  # no handle reached the caller: none left running
 
 
 def test_a_worker_without_a_node_is_refused() -> None:
@@ -152,6 +238,73 @@ def test_create_launcher_picks_the_backend_and_slurm_needs_an_allocation(monkeyp
         create_launcher(load_config(overrides={"run.launcher": "slurm"}))
     with pytest.raises(LaunchError, match="needs the experiment directory"):
         create_launcher(load_config(overrides={"run.launcher": "submitit"}))
+
+
+# A master that starts probing and is then killed; argv[1] is "srun" or "mpi", argv[2] the PATH with the fake tool.
+_PROBING_MASTER = """
+import sys
+from aiperf.config import load_config
+from aiperf.launch import Allocation, MpiLauncher, SlurmLauncher
+env = {"PATH": sys.argv[2]}
+if sys.argv[1] == "srun":
+    allocation = Allocation("7", ("n1",), 0, 2, 1, None)
+    launcher = SlurmLauncher(load_config(), allocation=allocation, environ=env)
+else:
+    launcher = MpiLauncher(load_config(), hosts=["h1"], environ=env)
+launcher.probe("fp32", "cpu")
+"""
+
+
+def probe_dies_with_the_master(kind: str, tool: str, tmp_path: Path) -> None:
+    """Kill a probing master with SIGKILL; its probe command (a fake ``tool`` that sleeps) must be gone soon after."""
+    bin_dir, pid_file = tmp_path / "bin", tmp_path / "probe.pid"
+    bin_dir.mkdir()
+    fake = bin_dir / tool
+    fake.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = --version ]; then echo "mpirun (Open MPI) 4.1.4"; exit 0; fi\n'
+        f"echo $$ > {shlex.quote(str(pid_file))}\n"
+        "exec sleep 300\n"
+    )
+    fake.chmod(0o755)
+    path = f"{bin_dir}:/usr/bin:/bin"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    master = _proc.spawn([sys.executable, "-c", _PROBING_MASTER, kind, path], env=env)
+    probe_pid = 0
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            assert master.poll() is None, f"the master ended with status {master.returncode} before probing"
+            assert time.monotonic() < deadline, "the fake probe never started"
+            time.sleep(0.05)
+        probe_pid = int(pid_file.read_text())
+        assert _alive(probe_pid)
+        master.kill()
+        master.wait()
+        deadline = time.monotonic() + 10
+        while _alive(probe_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(probe_pid), f"the {tool} probe outlived its killed master"
+    finally:
+        if master.poll() is None:
+            master.kill()
+            master.wait()
+        if probe_pid and _alive(probe_pid):
+            os.kill(probe_pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """A live, non-zombie process (PID 1 may reap late here)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    state = next((line.split()[1] for line in status.splitlines() if line.startswith("State:")), "X")
+    return state not in ("Z", "X")
+
+
+def test_an_srun_probe_dies_with_the_master(tmp_path: Path) -> None:
+    probe_dies_with_the_master("srun", "srun", tmp_path)
 
 
 # ------------------------------------------------------------------------------------------------ readers
@@ -233,16 +386,22 @@ def test_sbatch_header_is_conventional_and_uses_only_known_options() -> None:
     assert int(header["signal"].rsplit("@", 1)[1]) < MIN_REPORT_MARGIN_S - 60  # never cuts a well-sized window
     assert header["open-mode"] == "append"
     assert header["output"].endswith("%j.out") and header["error"].endswith("%j.err")
-    assert {"job-name", "nodes", "ntasks-per-node", "time", "exclusive", "no-kill"} <= set(header)
+    assert {"job-name", "nodes", "ntasks-per-node", "gpus-per-node", "time", "exclusive", "no-kill"} <= set(header)
+    # A plain `sbatch slurm/aiperf.sbatch` on a GPU cluster gets GPUs: one rank per GPU follows from them.
+    assert int(header["gpus-per-node"]) >= 1
+    assert "--gpus-per-node=0" in SBATCH.read_text()  # the documented override for CPU-only sites (test_local_slurm)
     assert SBATCH.stat().st_mode & 0o111, "slurm/aiperf.sbatch should be executable"
     _proc.run(["bash", "-n", str(SBATCH)], timeout=30)
 
 
 def _script_argv(tmp_path: Path, env: dict[str, str]) -> list[str]:
-    """What the script execs, with AIPERF_PYTHON pointing at a program that prints its arguments as JSON."""
+    """What the script execs, with AIPERF_PYTHON pointing at a program that prints its arguments as JSON (and runs
+    the script's own ``python -c`` checks with the real interpreter)."""
     recorder = tmp_path / "python"
+    python = shlex.quote(sys.executable)
     recorder.write_text(
-        f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -c 'import json, sys; print(json.dumps(sys.argv[1:]))' \"$@\"\n"
+        f'#!/bin/sh\nif [ "$1" = -c ]; then exec {python} "$@"; fi\n'
+        f"exec {python} -c 'import json, sys; print(json.dumps(sys.argv[1:]))' \"$@\"\n"
     )
     recorder.chmod(0o755)
     base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AIPERF_PYTHON": str(recorder)}
@@ -284,3 +443,47 @@ def test_sbatch_turns_its_environment_into_run_flags(tmp_path: Path) -> None:
     assert minimal == ["-m", "aiperf", "run", "--launcher", "slurm", "--workers", "4", "--precision", "fp16"]
     resume = _script_argv(tmp_path, {"AIPERF_RESUME": "/shared/exp dir", "AIPERF_DURATION": "2h"})
     assert resume == ["-m", "aiperf", "run", "--resume", "/shared/exp dir"]
+
+
+def test_sbatch_passes_workers_only_where_the_config_does_not_set_them(tmp_path: Path) -> None:
+    nodes = {"SLURM_JOB_NUM_NODES": "3"}
+    sets = tmp_path / "sets workers.toml"
+    sets.write_text('[run]\nworkers = 5\nduration = "1h"\n')
+    silent = tmp_path / "silent.toml"
+    silent.write_text('[run]\nduration = "1h"\n[train]\ndevice = "cpu"\n')
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[run\nworkers = 5\n")
+
+    def workers(env: dict[str, str]) -> list[str]:
+        argv = _script_argv(tmp_path, {**nodes, **env})
+        return argv[argv.index("--workers") : argv.index("--workers") + 2] if "--workers" in argv else []
+
+    # [run] workers of the config is not overridden by the node count; the config then decides.
+    assert workers({"AIPERF_CONFIG": str(sets)}) == []
+    assert _script_argv(tmp_path, {**nodes, "AIPERF_CONFIG": str(sets)})[-2:] == ["--config", str(sets)]
+    # AIPERF_WORKERS always wins; without a config, or a config that leaves workers out: one per node.
+    assert workers({"AIPERF_CONFIG": str(sets), "AIPERF_WORKERS": "4"}) == ["--workers", "4"]
+    assert workers({}) == ["--workers", "3"]
+    assert workers({"AIPERF_CONFIG": str(silent)}) == ["--workers", "3"]
+    # A file that cannot be read or parsed: aiperf reports it (the flag changes nothing there).
+    assert workers({"AIPERF_CONFIG": str(broken)}) == ["--workers", "3"]
+    assert workers({"AIPERF_CONFIG": str(tmp_path / "missing.toml")}) == ["--workers", "3"]
+    # What aiperf then resolves from those flags: the config's 5, and the node count for a config without workers.
+    assert load_config(sets).run.workers == 5
+    assert load_config(silent, {"run.workers": 3}).run.workers == 3
+
+
+# ----------------------------------------------------------------------------------------------- slurm/local-cluster.sh
+@pytest.mark.parametrize("state", ["/tmp/aiperf slurm", "/tmp/aiperf\tslurm", "/tmp/aiperf\nslurm"])
+def test_local_cluster_refuses_a_state_folder_with_whitespace(state: str) -> None:
+    # stop reads its daemon table split on whitespace, so such a folder would leave the daemons running.
+    for action in ("start", "stop", "status"):
+        done = _proc.run(
+            ["bash", str(ROOT / "slurm" / "local-cluster.sh"), action],
+            timeout=30,
+            check=False,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AIPERF_SLURM_STATE": state},
+        )
+        assert done.returncode == 1, (action, done)
+        assert done.stdout == ""
+        assert done.stderr.count("\n") == 1 and "must not contain whitespace" in done.stderr, done.stderr

@@ -2,8 +2,9 @@
 
 A launcher knows the nodes it may use, starts one worker (one process per rank) on a node, and hands back a
 :class:`WorkerHandle` the master polls. Everything a worker needs travels on its command line and through the
-experiment directory; nothing is pickled. Backends: local processes (this module's sibling ``_local``), SLURM job
-steps, submitit jobs.
+experiment directory; nothing is pickled, except the command object that submitit pickles itself (see
+:mod:`aiperf.launch._submitit`). Backends: local processes (this module's sibling ``_local``), SLURM job steps,
+submitit jobs, mpirun jobs.
 """
 
 from __future__ import annotations
@@ -72,6 +73,21 @@ class Launcher(abc.ABC):
     @abc.abstractmethod
     def start(self, spec: WorkerSpec) -> WorkerHandle:
         """Start one worker; raises LaunchError if it cannot be started at all."""
+
+    def start_many(self, specs: Sequence[WorkerSpec]) -> list[WorkerHandle]:
+        """Start the first workers together, one handle per spec in order (the master's initial launch; a restart
+        goes through :meth:`start`). The default starts them one by one; a launcher that can submit them at once
+        (the submitit launcher's job array) overrides it. Raises LaunchError like :meth:`start`, after killing the
+        workers it had started, which the caller never got a handle to."""
+        handles: list[WorkerHandle] = []
+        try:
+            for spec in specs:
+                handles.append(self.start(spec))
+        except BaseException:
+            for handle in handles:
+                handle.kill()
+            raise
+        return handles
 
     @abc.abstractmethod
     def probe(self, precision: str, device: str) -> list[dict[str, Any]]:

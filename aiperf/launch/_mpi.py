@@ -438,7 +438,9 @@ class MpiLauncher(Launcher):
             for host in self.nodes():
                 out, err = Path(tmp, f"{len(running)}.out"), Path(tmp, f"{len(running)}.err")
                 argv, env = self.probe_argv(host, precision, device)
-                running.append((host, _proc.spawn(argv, env=env, stdout=out, stderr=err), out, err))
+                # die_with_parent, as for the workers: a killed master leaves no mpirun probing behind it.
+                process = _proc.spawn(argv, env=env, stdout=out, stderr=err, die_with_parent=True)
+                running.append((host, process, out, err))
             limit = time.monotonic() + PROBE_TIMEOUT_S
             for host, process, out, err in running:
                 try:

@@ -114,7 +114,9 @@ def parse_squeue_steps(text: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class StepLayout:
-    """How one worker step is shaped: ranks (tasks) on its node, CPUs per rank, GPUs of the node it takes."""
+    """How one worker step is shaped: ranks (tasks) on its node, CPUs per rank, and the GPUs it asks SLURM for
+    (``--gpus-per-node``; 0 where the allocation holds none, even when the node's probe found GPUs that SLURM does
+    not manage: the step then sees them without asking, one rank per GPU)."""
 
     ranks: int
     cpus_per_rank: int
@@ -233,6 +235,7 @@ class SlurmLauncher(Launcher):
         self._steps: dict[str, str] = {}
         self._steps_at = float("-inf")
         self.probe_failures: dict[str, str] = {}
+        self._probed_gpus: dict[str, int] = {}  # node -> CUDA devices its last probe found
         left = self.allocation.seconds_left()
         if left is not None and left <= self.margin_s():
             raise LaunchError(
@@ -272,9 +275,15 @@ class SlurmLauncher(Launcher):
 
     def layout(self, spec: WorkerSpec) -> StepLayout:
         """One rank per GPU on GPU nodes, else ``spec.ranks``; CPUs per rank: ``spec.threads_per_rank`` or the
-        node's CPUs shared among the workers placed on it."""
+        node's CPUs shared among the workers placed on it.
+
+        The GPUs are the allocation's (``SLURM_GPUS_ON_NODE``); where it has none but the node's probe found CUDA
+        devices (GPUs SLURM does not manage, or a job submitted without a GPU request on such a node), the probe's
+        count sets the ranks and the step asks SLURM for no GPUs.
+        """
         gpus = self.allocation.gpus_per_node
-        ranks = gpus if gpus > 0 else max(1, spec.ranks)
+        seen = 0 if gpus > 0 else self._probed_gpus.get(spec.node or "", 0)
+        ranks = gpus or seen or max(1, spec.ranks)
         cpus = spec.threads_per_rank
         if not cpus:
             on_node = self.allocation.cpus_on_node or 1
@@ -355,7 +364,9 @@ class SlurmLauncher(Launcher):
             for node in nodes:
                 out, err = Path(tmp, f"{node}.out"), Path(tmp, f"{node}.err")
                 argv = self.probe_argv(node, precision, device)
-                process = _proc.spawn(argv, env=step_environment(self._environ, cpus), stdout=out, stderr=err)
+                # die_with_parent: a killed master leaves no probe step queued or running behind it.
+                env = step_environment(self._environ, cpus)
+                process = _proc.spawn(argv, env=env, stdout=out, stderr=err, die_with_parent=True)
                 running.append((node, process, out, err))
             limit = time.monotonic() + PROBE_TIMEOUT_S
             for node, process, out, err in running:
@@ -371,6 +382,9 @@ class SlurmLauncher(Launcher):
                     self.probe_failures[node] = why
                     continue
                 event["node"] = node  # the SLURM name, whatever the node calls itself
+                devices = event.get("devices")
+                cuda = event.get("device") == "cuda"
+                self._probed_gpus[node] = devices if cuda and isinstance(devices, int) and devices > 0 else 0
                 events.append(event)
         for node, why in self.probe_failures.items():
             self.exclude(node)

@@ -1,15 +1,32 @@
-"""submitit launcher: one SLURM job per worker, submitted from a login node, for sites that prefer many small jobs
-to one allocation (or whose policy forbids long multi-node allocations).
+"""submitit launcher: the workers as a SLURM job array submitted from a login node, one single-node job (array task)
+per worker, for sites that prefer many small jobs to one allocation (or whose policy forbids long multi-node
+allocations).
 
 The master runs where ``aiperf run --launcher submitit`` is started (a login node) and needs no allocation. Each
-worker is a job of ``submitit.AutoExecutor(folder=<experiment>/submitit, cluster="slurm")`` pinned to its node with
-``--nodelist``; the job runs exactly the local launcher's command line (``python -m aiperf worker DIR --worker-id
-ID``) through ``submitit.helpers.CommandFunction``, so submitit pickles only that small command object and the
-worker reads everything else from the experiment directory. A restarted worker is a new job.
+worker is a job of ``submitit.AutoExecutor(folder=<experiment>/submitit, cluster="slurm")`` pinned to its node; the
+job runs exactly the local launcher's command line (``python -m aiperf worker DIR --worker-id ID``) through
+``submitit.helpers.CommandFunction``, so submitit pickles only that small command object and the worker reads
+everything else from the experiment directory.
+
+The first workers go out as one job array (:meth:`SubmititLauncher.start_many`; one per shape of job, in arrays of
+at most :data:`ARRAY_MAX` tasks). SLURM has no per-task ``--nodelist``, so the array is submitted held, each task is
+pinned to its worker's node and named after it with ``scontrol update`` (which splits a pending task off its
+array; it keeps its ``ARRAY_TASK`` id), and the array is then released. Should that fail, the array is cancelled and
+the workers are submitted one job each. A restarted worker is a job of its own (:meth:`SubmititLauncher.start`).
+
+Pickle, the one stated exception to aiperf's rule of no pickle on the shared filesystem: submitit always pickles the
+submitted callable (``<job>_submitted.pkl``, here the ``CommandFunction`` holding the command line above), written
+by the master into ``<experiment>/submitit/`` and unpickled by submitit on the node; that cannot be avoided while
+using submitit. The other direction is closed: the master never unpickles anything a job wrote (its
+``<job>_result.pkl`` is never read; ``job.result()`` is not called, and tests/test_audit.py flags such calls). Job
+states come from ``sacct``, a probe's record from the job's log. The default launcher (``sbatch
+slurm/aiperf.sbatch``, :mod:`aiperf.launch._srun`) uses no pickle at all.
 
 Probing: one short job per node runs ``aiperf probe --json``, before any worker. The probe then measures each node
 the same way the SLURM-step launcher does, on an idle node, and a node that cannot run a job is known (and
-excluded) before the window opens; the price is one more trip through the queue (seconds on an idle cluster).
+excluded) before the window opens; the price is one more trip through the queue (seconds on an idle cluster). The
+probe's JSON line is read from the job's log (``<job>_0_log.out``, as :func:`aiperf.launch._srun.probe_event`
+reads an srun probe's output).
 
 Job states come from one batched ``sacct`` call for all workers (at most every few seconds), read by
 :func:`aiperf.launch.parse_sacct`; submitit's own watcher backs off to a minute between calls, too slow to notice a
@@ -44,7 +61,7 @@ from aiperf.launch._slurm import (
     scancel_argv,
     sinfo_argv,
 )
-from aiperf.launch._srun import probe_event
+from aiperf.launch._srun import _last_line, probe_event
 
 if TYPE_CHECKING:
     from aiperf.config import Config
@@ -53,8 +70,10 @@ __all__ = ["SubmititLauncher", "SubmititWorker", "exit_status", "submitit_parame
 
 ENV_PARAMETERS = "AIPERF_SUBMITIT"
 PROBE_TIMEOUT_S = 900.0  # queueing included
+ARRAY_MAX = 1000  # tasks per job array: SLURM's default MaxArraySize (1001) allows indices 0..1000
 _SACCT_EVERY_S = 3.0
 _COMMAND_TIMEOUT_S = 30.0
+_LOG_SETTLE_S = 5.0  # how long a finished probe job's log may take to appear in full on a shared filesystem
 _UNSET = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_PORT", "AIPERF_NODE", "TORCHELASTIC_RUN_ID")
 
 
@@ -85,6 +104,13 @@ def _link_log(link: Path, target: Path) -> None:
         os.replace(tmp, link)
     except OSError:
         tmp.unlink(missing_ok=True)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def submitit_parameters(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -214,8 +240,9 @@ class SubmititLauncher(Launcher):
             threads = int(self.parameters.get("cpus_per_task", 0) or 0) or max(1, self._cpus.get(node, 1) // ranks)
         return ranks, threads
 
-    def executor(self, name: str, node: str, ranks: int, threads: int, minutes: int) -> Any:
-        """A submitit executor for one job on ``node``; the site's parameters come last and win."""
+    def executor(self, name: str, node: str | None, ranks: int, threads: int, minutes: int, *, array: int = 0) -> Any:
+        """A submitit executor for one job on ``node``, or (``array`` > 0) for a held job array of that many
+        single-node tasks, each pinned later (:meth:`_place_array`); the site's parameters come last and win."""
         executor = self._submitit.AutoExecutor(folder=self.folder, cluster="slurm")
         params: dict[str, Any] = {
             "name": name,
@@ -223,13 +250,18 @@ class SubmititLauncher(Launcher):
             "tasks_per_node": ranks,
             "cpus_per_task": threads,
             "timeout_min": minutes,
-            "slurm_nodelist": node,
             "slurm_setup": _setup_lines(threads),
             "stderr_to_stdout": True,  # one log per job, as logs/<worker>.log links to it
         }
+        if node is not None:
+            params["slurm_nodelist"] = node
+        if array:
+            params["slurm_array_parallelism"] = array  # every task at once (submitit's default caps at 256)
         params.update(self.parameters)
         if "slurm_setup" in self.parameters:  # the site's lines first (modules, venvs), then ours
             params["slurm_setup"] = [*self.parameters["slurm_setup"], *_setup_lines(threads)]
+        if array:  # held until every task is placed; the site's extra sbatch options are kept
+            params["slurm_additional_parameters"] = {**params.get("slurm_additional_parameters", {}), "hold": True}
         try:
             executor.update_parameters(**params)
         except (ValueError, TypeError) as exc:
@@ -244,17 +276,75 @@ class SubmititLauncher(Launcher):
             raise LaunchError(f"submitit could not submit {command[-1]}: {first}") from None
 
     # -- workers -------------------------------------------------------------------------------------------------
-    def start(self, spec: WorkerSpec) -> WorkerHandle:
-        node = spec.node or self.nodes()[0]
-        ranks, threads = self._ranks_and_threads(spec, node)
-        run = self.config.run
-        minutes = math.ceil(run.duration_s / 60) + 10  # start-up, the window, the stop
-        executor = self.executor(f"aiperf-{spec.worker_id}", node, ranks, threads, minutes)
-        job = self._submit(executor, worker_argv(spec))
+    def _minutes(self) -> int:
+        return math.ceil(self.config.run.duration_s / 60) + 10  # start-up, the window, the stop
+
+    def _adopt(self, spec: WorkerSpec, job: Any) -> SubmititWorker:
         self._states[str(job.job_id)] = None
         if spec.log is not None:
             _link_log(spec.log, Path(job.paths.stdout))
         return SubmititWorker(self, spec, job)
+
+    def start(self, spec: WorkerSpec) -> WorkerHandle:
+        """One worker as a job of its own, pinned to its node (a restart, or a worker alone in its shape)."""
+        node = spec.node or self.nodes()[0]
+        ranks, threads = self._ranks_and_threads(spec, node)
+        executor = self.executor(f"aiperf-{spec.worker_id}", node, ranks, threads, self._minutes())
+        return self._adopt(spec, self._submit(executor, worker_argv(spec)))
+
+    def start_many(self, specs: Sequence[WorkerSpec]) -> list[WorkerHandle]:
+        """The first workers as job arrays: one per shape (ranks and threads, which follow from a node's CPUs), in
+        arrays of at most :data:`ARRAY_MAX` tasks, each task pinned to its worker's node. A worker alone in its
+        shape is a plain job; an array that cannot be placed is cancelled and its workers go one job each."""
+        placed = [(spec, spec.node or self.nodes()[0]) for spec in specs]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, (spec, node) in enumerate(placed):
+            groups.setdefault(self._ranks_and_threads(spec, node), []).append(index)
+        handles: dict[int, WorkerHandle] = {}
+        try:
+            for (ranks, threads), members in groups.items():
+                for first in range(0, len(members), ARRAY_MAX):
+                    chunk = members[first : first + ARRAY_MAX]
+                    jobs = self._start_array([placed[i] for i in chunk], ranks, threads) if len(chunk) > 1 else None
+                    for position, index in enumerate(chunk):
+                        spec = placed[index][0]
+                        handles[index] = self._adopt(spec, jobs[position]) if jobs else self.start(spec)
+        except BaseException:
+            for handle in handles.values():  # the caller never sees these: stop them rather than leave them queued
+                handle.kill()
+            raise
+        return [handles[i] for i in range(len(placed))]
+
+    def _start_array(self, placed: list[tuple[WorkerSpec, str]], ranks: int, threads: int) -> list[Any] | None:
+        """Submit one held array for ``placed`` (spec, node), pin and name every task, release it: its jobs in
+        order (ids ``ARRAY_TASK``), or None when the array could not be placed (it is then cancelled)."""
+        executor = self.executor("aiperf-workers", None, ranks, threads, self._minutes(), array=len(placed))
+        commands = [self._submitit.helpers.CommandFunction(worker_argv(spec), verbose=True) for spec, _ in placed]
+        try:
+            jobs = list(executor.submit_array(commands))
+        except Exception as exc:  # submitit raises plain exceptions for sbatch failures
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise LaunchError(f"submitit could not submit the workers' job array: {first}") from None
+        array_id = str(jobs[0].job_id).partition("_")[0]
+        try:
+            tasks = [(str(job.job_id), spec, node) for job, (spec, node) in zip(jobs, placed, strict=True)]
+            self._place_array(array_id, tasks)
+        except LaunchError as exc:
+            _proc.run(scancel_argv(array_id), timeout=_COMMAND_TIMEOUT_S, check=False)
+            print(
+                f"aiperf: job array {array_id} could not be placed ({exc}); submitting one job per worker",
+                file=sys.stderr,
+                flush=True,
+            )
+            return None
+        return jobs
+
+    def _place_array(self, array_id: str, tasks: list[tuple[str, WorkerSpec, str]]) -> None:
+        """Pin each held task (``ARRAY_TASK``) to its node and name it after its worker, then release the array."""
+        for task_id, spec, node in tasks:
+            argv = ["scontrol", "update", f"JobId={task_id}", f"JobName=aiperf-{spec.worker_id}", f"ReqNodeList={node}"]
+            _proc.run(argv, timeout=_COMMAND_TIMEOUT_S)
+        _proc.run(["scontrol", "release", array_id], timeout=_COMMAND_TIMEOUT_S)
 
     def exit_status(self, job_id: str) -> int | None:
         """The job's exit status once sacct reports it finished, else None (one sacct for all jobs, throttled)."""
@@ -293,27 +383,33 @@ class SubmititLauncher(Launcher):
         limit = time.monotonic() + PROBE_TIMEOUT_S
         events: list[dict[str, Any]] = []
         for node, job in jobs:
+            job_id = str(job.job_id)
             code = None
-            while code is None and time.monotonic() < limit:
-                code = self.exit_status(str(job.job_id))
-                if code is None and job.paths.result_pickle.exists():
-                    code = 0
-                if code is None:
+            ended = False
+            while not ended and time.monotonic() < limit:
+                code = self.exit_status(job_id)
+                # submitit writes its result file as the task ends: its existence says so sooner than sacct. Only
+                # that is looked at; the file is a pickle and is never read (job.result() would unpickle it).
+                ended = code is not None or job.paths.result_pickle.exists()
+                if not ended:
                     time.sleep(0.5)
-            if code is None:
+            if not ended:
                 job.cancel(check=False)
-                self.probe_failures[node] = f"job {job.job_id} did not finish within {PROBE_TIMEOUT_S:.0f} s"
+                self.probe_failures[node] = f"job {job_id} did not finish within {PROBE_TIMEOUT_S:.0f} s"
                 continue
-            try:
-                stdout = job.result()
-            except Exception as exc:  # submitit re-raises the job's failure
-                lines = str(exc).strip().splitlines()
-                last = lines[-1] if lines else type(exc).__name__
-                self.probe_failures[node] = f"job {job.job_id} failed (status {code}): {last}"
-                continue
-            event = probe_event(str(stdout))
-            if event is None:
-                self.probe_failures[node] = f"job {job.job_id} printed no probe record"
+            stdout = Path(job.paths.stdout)
+            text = _read_text(stdout)
+            # The log may show up late on a shared filesystem: give a job that did not fail a few seconds more.
+            settle = time.monotonic() + _LOG_SETTLE_S
+            while probe_event(text) is None and code in (None, 0) and time.monotonic() < settle:
+                time.sleep(0.5)
+                text = _read_text(stdout)
+            event = probe_event(text)
+            if event is None or code not in (None, 0):
+                status = "?" if code is None else code
+                last = _last_line(text) or f"no output in {stdout}"
+                why = "failed" if code not in (None, 0) else "printed no probe record"
+                self.probe_failures[node] = f"job {job_id} {why} (status {status}): {last}"
                 continue
             event["node"] = node
             events.append(event)
