@@ -42,8 +42,8 @@ the read's cost), and proposes from what it has; heartbeats every 2 s: the autom
 ``[run] heartbeat = "2s"``), ``journals+hb30`` (the same with 30 s heartbeats: the automatic interval at 9,000
 workers and more, or ``heartbeat = "30s"``), ``now`` (the code as it is: journals+hb30, and the history feed -- the
 master copies what it reads, heartbeats excepted, into one file that the workers read instead of every journal, one
-append and fsync per poll -- and on the network filesystem the master's stats 32 in flight, which JournalSet turns
-on where a stat takes over 50 us). Every variant but ``before`` has the current monitor.
+append and fsync per poll -- and on the network filesystem the master's stats and reads 32 in flight, which
+JournalSet turns on where a stat takes over 50 us). Every variant but ``before`` has the current monitor.
 
 What it does not model: CPU contention between the master and anything else on its node; the NFS client's
 attribute cache (``actimeo``), which would make stats cheaper and staler; several metadata servers; directory
@@ -186,6 +186,7 @@ class Outcome:
     records_per_s: float
     trials: int
     bytes_per_hour: float
+    feed_bytes_per_hour: float  # the history feed: every record but heartbeats, once more (0 without a feed)
     files_per_hour: float
     journal_files: int
     background_load: float = 0.0  # share of a core a worker's background reads take (mean)
@@ -256,8 +257,8 @@ class CostModel:
 
     def scan_s(self, files: int, changed: int, stat_skip: bool, parallel: int = 1) -> tuple[float, float]:
         """(seconds, metadata operations) to find and open the journals of one poll; on a network filesystem
-        ``parallel`` stats may be in flight at once (aiperf.history.JournalSet; the opens of the journals that grew
-        stay one after another)."""
+        ``parallel`` operations may be in flight at once (aiperf.history.JournalSet: the stats, then the reads of
+        the journals that grew)."""
         python = files * self.python_file_s
         if self.fs.op_s is None:
             listing = files * self.list_file_s
@@ -268,8 +269,8 @@ class CostModel:
         if not stat_skip:
             ops = listing + files * self.fs.ops_per_open
             return python + ops * self.op_s, ops
-        stats, opens = files * self.fs.ops_per_stat, changed * self.fs.ops_per_open
-        return python + (listing + stats / max(1, parallel) + opens) * self.op_s, listing + stats + opens
+        in_flight = files * self.fs.ops_per_stat + changed * self.fs.ops_per_open
+        return python + (listing + in_flight / max(1, parallel)) * self.op_s, listing + in_flight
 
     def read_s(self, records: float, nbytes: float, heartbeats: float) -> float:
         """Parse ``records`` (``nbytes`` in all) and apply them; heartbeats apply at their own (lower) cost."""
@@ -466,6 +467,7 @@ def simulate(
         records_per_s=records / span,
         trials=proposals,
         bytes_per_hour=nbytes / span * 3600.0,
+        feed_bytes_per_hour=disc_bytes / span * 3600.0 if variant.feed else 0.0,
         files_per_hour=event_files / span * 3600.0,
         journal_files=files,
         background_load=statistics.mean(background_load) if background_load else 0.0,
@@ -607,7 +609,9 @@ def main(argv: Iterable[str] | None = None) -> int:
         seen.add(o.variant)
         print(
             f"{o.variant}: {o.journal_files:,} journals ({args.workers:,} workers + the master) growing "
-            f"{o.bytes_per_hour / 1e9:.2f} GB/h ({o.records_per_s:,.0f} records/s); TensorBoard event files "
+            f"{o.bytes_per_hour / 1e9:.2f} GB/h ({o.records_per_s:,.0f} records/s)"
+            + (f", the feed {o.feed_bytes_per_hour / 1e9:.2f} GB/h" if o.feed_bytes_per_hour else "")
+            + "; TensorBoard event files "
             f"+{o.files_per_hour:,.0f}/h; {o.trials:,} trials in {args.hours:g} h"
         )
     if args.json:
