@@ -165,8 +165,7 @@ class Master:
         now = time.time()
         handles = self.launcher.start_many([self._worker_spec(slot) for slot in self.slots])
         for slot, handle in zip(self.slots, handles, strict=True):
-            slot.handle, slot.started_at, slot.last_seen, slot.idle_s = handle, now, now, 0.0
-            self.say(f"started {slot.worker_id} on {slot.node} ({handle.describe()})")
+            self._started(slot, handle, now)
 
     def _wait_ready(self) -> None:
         """Wait until every worker has initialised (its ``worker_start`` record), so start-up is outside the window.
@@ -294,11 +293,14 @@ class Master:
         )
 
     def _start(self, slot: _Slot, now: float) -> None:
-        slot.handle = self.launcher.start(self._worker_spec(slot))
+        self._started(slot, self.launcher.start(self._worker_spec(slot)), now)
+
+    def _started(self, slot: _Slot, handle: WorkerHandle, now: float) -> None:
+        slot.handle = handle
         slot.started_at = now
         slot.last_seen = now
         slot.idle_s = 0.0
-        self.say(f"started {slot.worker_id} on {slot.node} ({slot.handle.describe()})")
+        self.say(f"started {slot.worker_id} on {slot.node} ({handle.describe()})")
 
     def _supervise(self) -> None:
         from aiperf.monitor import Progress, TensorBoardMonitor
