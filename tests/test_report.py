@@ -564,7 +564,7 @@ def test_only_a_valid_run_under_official_rules_is_official(finished: Experiment)
     digits = analyze(finished.paths)
     assert digits.valid and not digits.official
     assert result_to_json(digits)["validity"]["official"] is False
-    assert "VALID under the digits rules (not official: the digits rules are not)" in format_summary(digits)
+    assert "VALID under the digits rules (not official: these rules are not marked official)" in format_summary(digits)
     assert "OFFICIAL" not in render_html(digits)
 
     ranked = analyze(finished.paths, dataset_rules={**RULES, "official": True})

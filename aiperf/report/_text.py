@@ -185,7 +185,7 @@ def format_summary(result: Result) -> str:
     word = verdict(result)
     if result.valid:
         official = result.official
-        standing = ", an official result" if official else f" (not official: the {result.dataset} rules are not)"
+        standing = ", an official result" if official else " (not official: these rules are not marked official)"
     else:
         standing = ":" if failed else ""
     lines.append(f"result       {word} under the {result.dataset} rules{standing}")
