@@ -1,7 +1,8 @@
 """The search's view of the shared history: trial records rebuilt by replaying events (``aiperf.events``).
 
-Every worker and the master replay the journals into a :class:`History` and keep applying new events as they
-arrive, so :meth:`History.apply` is a hot path (10^5..10^6 events in a long run): it does a few dictionary look-ups
+Every worker replays the shared history (its own journal, and the master's feed of the others' records,
+``aiperf.history``) into a :class:`History` and keeps applying new events as they arrive, so
+:meth:`History.apply` is a hot path (10^5..10^6 events in a long run): it does a few dictionary look-ups
 and type checks per event, keeps per-epoch figures in compact arrays, and leaves the expensive work -- parsing an
 architecture into a :class:`~aiperf.arch.Graph` -- until someone asks for the graph. The one costlier check made
 on replay is that a proposal's ``arch_hash`` is the content hash of its ``arch``, because the search trusts that
