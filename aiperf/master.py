@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 from aiperf.config import Config, format_duration
 from aiperf.errors import AiperfError, ConfigError, HistoryError, LaunchError
-from aiperf.history import FeedWriter, JournalSet, JournalWriter, for_feed, read_journal
+from aiperf.history import FeedWriter, JournalSet, JournalWriter, read_journal
 from aiperf.launch._base import Launcher, WorkerHandle, WorkerSpec
 from aiperf.paths import ExperimentPaths, atomic_write_json, atomic_write_text, check_id
 
@@ -91,7 +91,6 @@ class Master:
         self._monitor: Any = None
         self._progress: Any = None
         self._feed: FeedWriter | None = None
-        self._feed_pending: list[dict[str, Any]] = []
         self._feed_failing = False
 
     # -- logging -------------------------------------------------------------------------------------------------
@@ -339,22 +338,18 @@ class Master:
 
     def _pass_on(self, records: list[dict[str, Any]]) -> None:
         """Copy what the workers wrote into the history feed they follow. The feed is derived data: a write that
-        fails (a full disk) costs the workers only freshness; its records wait and are offered again next time."""
+        fails (a full disk) costs the workers only freshness; the feed writer keeps those records for next time."""
         assert self._feed is not None
-        self._feed_pending.extend(r for r in records if for_feed(r))
-        if not self._feed_pending:
-            return
         try:
-            self._feed.append(self._feed_pending)
+            written = self._feed.append(records)
         except HistoryError as exc:
             if not self._feed_failing:
                 self.say(f"the history feed falls behind: {exc}")
             self._feed_failing = True
             return
-        if self._feed_failing:
+        if self._feed_failing and written:
             self.say("the history feed has caught up")
-        self._feed_failing = False
-        self._feed_pending = []
+            self._feed_failing = False
 
     def _observe(self, records: list[dict[str, Any]]) -> None:
         by_id = {slot.worker_id: slot for slot in self.slots}

@@ -58,13 +58,15 @@ class FeedReader(JournalReader):
 
 class FeedWriter:
     """The master's end of the feed. Opening it reads what the feed holds already (a restarted master), so
-    :meth:`append` copies only records that are not in it yet."""
+    :meth:`append` copies only records that are not in it yet; records a failed append could not write (a full
+    disk) are kept and written first by the next one."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         existing = FeedReader(self.path)
         existing.poll()  # an unterminated last line stays unread: it was torn by the previous master's crash
-        self.next_seq = dict(existing.next_seq)
+        self.next_seq = dict(existing.next_seq)  # per writer, the seq after the last record taken into the feed
+        self._pending: list[bytes] = []  # lines taken but not yet written
         try:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             if os.fstat(self._fd).st_size > existing.offset:
@@ -73,18 +75,17 @@ class FeedWriter:
             raise HistoryError(f"cannot open the history feed {self.path}: {exc.strerror}") from None
 
     def append(self, records: Iterable[Mapping[str, Any]]) -> int:
-        """Copy the workers' records that are new to the feed (one write, one fsync); returns how many."""
-        before = dict(self.next_seq)
-        lines: list[bytes] = []
+        """Copy the workers' records that are new to the feed, after any a failed append left (one write, one
+        fsync); returns how many lines were written. On failure nothing of the batch stays in the file."""
         for record in records:
             writer, seq = record["worker"], record["seq"]
             if not for_feed(record) or seq < self.next_seq.get(writer, 0):
                 continue
             self.next_seq[writer] = seq + 1
-            lines.append(json.dumps(record, separators=(",", ":"), allow_nan=False).encode() + b"\n")
-        if not lines:
+            self._pending.append(json.dumps(record, separators=(",", ":"), allow_nan=False).encode() + b"\n")
+        if not self._pending:
             return 0
-        data = b"".join(lines)
+        data = b"".join(self._pending)
         try:
             start = os.fstat(self._fd).st_size
             try:
@@ -93,12 +94,12 @@ class FeedWriter:
                     raise OSError(errno.EIO, f"short write ({written} of {len(data)} bytes)")
                 os.fsync(self._fd)
             except OSError:
-                os.ftruncate(self._fd, start)  # no half batch: the same records are offered again next time
+                os.ftruncate(self._fd, start)  # no half batch: the pending lines are written whole next time
                 raise
         except OSError as exc:
-            self.next_seq = before
             raise HistoryError(f"cannot append to the history feed {self.path}: {exc.strerror}") from None
-        return len(lines)
+        count, self._pending = len(self._pending), []
+        return count
 
     def close(self) -> None:
         if self._fd >= 0:
