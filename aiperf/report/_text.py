@@ -184,8 +184,7 @@ def format_summary(result: Result) -> str:
     failed = [r for r in result.rules if not r.passed]
     word = verdict(result)
     if result.valid:
-        official = result.official
-        standing = ", an official result" if official else " (not official: these rules are not marked official)"
+        standing = ", an official result" if result.official else " (not official: these rules are not marked official)"
     else:
         standing = ":" if failed else ""
     lines.append(f"result       {word} under the {result.dataset} rules{standing}")

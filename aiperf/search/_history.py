@@ -209,7 +209,7 @@ def _check_arch(rec: TrialRecord) -> str | None:
         graph = Graph.from_json(rec.arch, limits=None)
     except ArchError as exc:
         reason, detail = "proposal: 'arch' is not a valid architecture", str(exc)
-    except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError) as exc:  # not ArchError?
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError) as exc:  # odd JSON
         reason, detail = "proposal: 'arch' is not a valid architecture", f"{type(exc).__name__}: {exc}"
     else:
         if graph.content_hash() == rec.arch_hash:
@@ -361,8 +361,7 @@ class History:
             self._by_hash.setdefault(arch_hash, []).append(rec)
         else:
             self._malformed += 1
-            self.skipped[problem] += 1
-            self.last_skipped.append((problem, "proposal", tid))
+            self._skip(problem, "proposal", tid)
             log.warning("history: the search ignores trial %s: %s", tid, rec.malformed)
         self._state_counts[TrialState.RUNNING] += 1
         self._changes.append(tid)
