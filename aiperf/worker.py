@@ -236,8 +236,9 @@ def _process_age() -> float | None:
         return None
 
 
-def _close_orphaned_trials(journal: JournalWriter, own: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mark trials this worker proposed but never ended (it crashed) as failed; returns the records written."""
+def _close_orphaned_trials(journal: JournalWriter, own: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """Mark trials this worker proposed but never ended (it crashed) as failed. Returns this worker's records as
+    they now stand (``own``, then the closing records: what its history replays) and how many trials it closed."""
     open_trials: dict[str, dict[str, Any]] = {}
     for record in own:
         if record.get("type") == "proposal":
@@ -259,7 +260,7 @@ def _close_orphaned_trials(journal: JournalWriter, own: list[dict[str, Any]]) ->
             }
         )
         closed.append(record)
-    return closed
+    return [*own, *closed], len(closed)
 
 
 def _log(worker: str, message: str) -> None:
@@ -331,10 +332,9 @@ def run_worker(experiment: Path, worker_id: str) -> int:
     if main:
         journal = JournalWriter(paths.journal(worker_id), worker_id)
         own, _ = read_journal(paths.journal(worker_id))
-        closed = _close_orphaned_trials(journal, own)
+        own, closed = _close_orphaned_trials(journal, own)
         if closed:
-            _log(worker_id, f"closed {len(closed)} trial(s) left open by a previous incarnation")
-            own += closed
+            _log(worker_id, f"closed {closed} trial(s) left open by a previous incarnation")
         spec = load_dataset_spec(config.search.space or ds_cfg.name)
         limits = spec.limits
         if config.search.max_params or config.search.max_forward_flops:

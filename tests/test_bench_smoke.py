@@ -316,6 +316,24 @@ def test_history_reader_reads_the_rest_synchronously_while_reading_is_cheap(tmp_
         feed.close()
 
 
+def test_a_restarted_worker_replays_the_trials_it_closed_as_failed(tmp_path: Path) -> None:
+    from aiperf.search import History, TrialState
+    from aiperf.worker import _close_orphaned_trials, _HistoryReader
+
+    path = tmp_path / "w000.jsonl"
+    with JournalWriter(path, "w000") as crashed:  # the previous incarnation died during trial w000-1
+        crashed.emit(_proposal("w000-0"))
+        crashed.emit({"type": "trial_end", "trial": "w000-0", "status": "finished", "reward": 0.5})
+        crashed.emit(_proposal("w000-1"))
+    with JournalWriter(path, "w000") as journal:
+        own, closed = _close_orphaned_trials(journal, read_journal(path)[0])
+    assert closed == 1 and own == read_journal(path)[0]  # what it replays is its journal as it now stands
+    history = History()
+    _HistoryReader(FeedReader(tmp_path / "feed.jsonl", skip_writer="w000"), history).replay(own)
+    assert history["w000-1"].state is TrialState.FAILED  # not a running trial (a pending point) forever
+    assert history["w000-0"].state is TrialState.FINISHED
+
+
 def test_history_reader_leaves_slow_reads_to_its_thread(tmp_path: Path) -> None:
     from aiperf.search import History
     from aiperf.worker import _HistoryReader
