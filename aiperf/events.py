@@ -12,11 +12,21 @@ Payloads by ``type`` (all times are unix seconds; all image counts are totals ov
 
 ``experiment_start`` (master)
     ``experiment``, ``t0`` (the benchmark's start), ``deadline``, ``config`` (resolved config), ``config_digest``,
-    ``rules`` (the dataset's validity rules from the built-in search_spaces file), ``environment`` (the master's
-    machine and software), ``launcher``, ``workers``, ``dataset_problems`` (one line per failed dataset check;
+    ``rules`` (the dataset's validity rules from the built-in search_spaces file), ``rules_digest`` (SHA-256 of
+    those rules, canonical JSON), ``aiperf_version`` (the version that ran the experiment), ``environment`` (the
+    master's machine and software), ``launcher``, ``workers``, ``dataset_problems`` (one line per failed dataset check;
     a non-empty list makes the run invalid) and ``dataset_check`` (what was checked).
 ``experiment_end`` (master)
-    ``t_end`` (when the window closed: the deadline, or earlier if stopped), ``reason``.
+    ``t_end`` (when the window closed: the deadline, or earlier if stopped), ``reason``, ``heads`` (the head of every
+    worker journal the master read by then, as in ``heads`` below: what the workers had written when the window
+    closed).
+``launch`` (master)
+    ``launched`` (the worker id), ``node``, ``launcher``, ``attempt`` (0 for the first start, then 1, 2, ...): the
+    master starts a worker. Only writers the master launched may hold journals of the experiment.
+``heads`` (master)
+    ``heads``: ``{worker: [seq, hash]}`` for every worker journal that grew since the last such record, ``hash``
+    the first 16 hex digits of the SHA-256 of the record ``seq``'s line. The master's cross-record of what each
+    worker had written: a worker journal cut, replaced or rewritten afterwards no longer matches it.
 ``worker_start`` (worker)
     ``node``, ``ranks``, ``devices``, ``pid``, ``startup_s`` (seconds from the process's start to this record:
     imports, data, search state; null where unknown).
@@ -31,7 +41,8 @@ Payloads by ``type`` (all times are unix seconds; all image counts are totals ov
 ``trial_start`` (trainer)
     ``trial``, ``trained_hash`` (hash of the graph actually trained), ``train_flops_per_image``,
     ``eval_flops_per_image``, ``params``, ``precision`` (actually used), ``world_size``, ``device``,
-    ``initialization`` (``"scratch"``: freshly initialised weights; anything else makes a run invalid),
+    ``initialization`` (``"scratch"``: freshly initialised weights; anything else makes a run invalid), ``seed``
+    (what seeded the weights, the data order and augmentation: a re-execution uses it), ``batch_size`` (per rank),
     ``build_s`` (seconds to check and build the model and optimizer) and ``setup_s`` (seconds from the trainer's
     entry to this record: FLOP counts and ``build_s`` included).
 ``epoch`` (trainer)
@@ -57,13 +68,32 @@ must not require them.
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Mapping
-from typing import Any, Protocol
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Protocol
 
 __all__ = [
     "EVENT_TYPES",
     "SCHEMA_VERSION",
     "TRIAL_STATUSES",
+    "CONTROL_TYPES",
+    "EventError",
+    "Event",
+    "ExperimentStart",
+    "ExperimentEnd",
+    "Launch",
+    "Heads",
+    "WorkerStart",
+    "Heartbeat",
+    "ProposalEvent",
+    "TrialStart",
+    "EpochEvent",
+    "TrialEnd",
+    "WorkerStop",
+    "Probe",
+    "decode",
     "EventSink",
     "ListSink",
     "NullSink",
@@ -73,6 +103,8 @@ SCHEMA_VERSION = 1
 EVENT_TYPES = (
     "experiment_start",
     "experiment_end",
+    "launch",
+    "heads",
     "worker_start",
     "heartbeat",
     "proposal",
@@ -82,7 +114,257 @@ EVENT_TYPES = (
     "worker_stop",
     "probe",
 )
+# Records that only the master may write: in any other journal they are forgeries and are never honoured.
+CONTROL_TYPES = frozenset({"experiment_start", "experiment_end", "launch", "heads", "probe"})
 TRIAL_STATUSES = ("finished", "failed", "stopped")
+
+
+class EventError(ValueError):
+    """A record that does not have the shape of its type: the message names the field and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """The envelope every record carries (added by the journal writer)."""
+
+    TYPE: ClassVar[str] = ""
+    seq: int
+    worker: str
+    time: float
+    host: str | None = None
+    prev: str | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentStart(Event):
+    TYPE: ClassVar[str] = "experiment_start"
+    experiment: str = ""
+    t0: float = 0.0
+    deadline: float = 0.0
+    config: dict[str, Any] | None = None
+    config_digest: str | None = None
+    rules: dict[str, Any] | None = None
+    rules_digest: str | None = None
+    aiperf_version: str | None = None
+    launcher: str | None = None
+    workers: int | None = None
+    dataset_problems: list[Any] | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentEnd(Event):
+    TYPE: ClassVar[str] = "experiment_end"
+    t_end: float = 0.0
+    reason: str | None = None
+    heads: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Launch(Event):
+    TYPE: ClassVar[str] = "launch"
+    launched: str = ""
+    node: str = ""
+    launcher: str | None = None
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class Heads(Event):
+    TYPE: ClassVar[str] = "heads"
+    heads: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class WorkerStart(Event):
+    TYPE: ClassVar[str] = "worker_start"
+    node: str | None = None
+    ranks: int = 1
+    devices: str | list[str] | None = None
+    pid: int | None = None
+
+
+@dataclass(frozen=True)
+class Heartbeat(Event):
+    TYPE: ClassVar[str] = "heartbeat"
+    trial: str | None = None
+    idle_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ProposalEvent(Event):
+    TYPE: ClassVar[str] = "proposal"
+    trial: str = ""
+    parent: str | None = None
+    arch: dict[str, Any] | None = None
+    arch_hash: str | None = None
+    hparams: dict[str, Any] | None = None
+    epochs: int = 0
+    patience: int | None = None
+    round: int | None = None
+    v1_flops_per_image: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class TrialStart(Event):
+    TYPE: ClassVar[str] = "trial_start"
+    trial: str = ""
+    trained_hash: str | None = None
+    train_flops_per_image: float = 0.0
+    eval_flops_per_image: float = 0.0
+    params: int | None = None
+    precision: str | None = None
+    world_size: int = 1
+    device: str | None = None
+    initialization: str | None = None
+    seed: int | None = None
+    batch_size: int | None = None
+
+
+@dataclass(frozen=True)
+class EpochEvent(Event):
+    TYPE: ClassVar[str] = "epoch"
+    trial: str = ""
+    epoch: int = 0
+    t_start: float = 0.0
+    t_end: float = 0.0
+    train_images: int = 0
+    eval_images: int = 0
+    top1: float = 0.0
+    precision: str | None = None
+    train_flops_per_image: float = 0.0
+    eval_flops_per_image: float = 0.0
+    images_per_s: float | None = None
+    train_seconds: float | None = None
+    eval_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class TrialEnd(Event):
+    TYPE: ClassVar[str] = "trial_end"
+    trial: str = ""
+    status: str = ""
+    reason: str | None = None
+    best_top1: float | None = None
+    reward: float | None = None
+    epochs: int | None = None
+
+
+@dataclass(frozen=True)
+class WorkerStop(Event):
+    TYPE: ClassVar[str] = "worker_stop"
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Probe(Event):
+    TYPE: ClassVar[str] = "probe"
+    node: str = ""
+    peak_flops: float = 0.0
+    precision: str | None = None
+    phase: str | None = None
+    device: str | None = None
+    device_name: str | None = None
+    devices: int | None = None
+
+
+_CLASSES: dict[str, type[Event]] = {
+    c.TYPE: c
+    for c in (
+        ExperimentStart,
+        ExperimentEnd,
+        Launch,
+        Heads,
+        WorkerStart,
+        Heartbeat,
+        ProposalEvent,
+        TrialStart,
+        EpochEvent,
+        TrialEnd,
+        WorkerStop,
+        Probe,
+    )
+}
+# Payload fields without which a record means nothing (the others default, for records of older versions).
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "experiment_start": ("t0", "deadline"),
+    "experiment_end": ("t_end",),
+    "launch": ("launched", "node"),
+    "heads": ("heads",),
+    "proposal": ("trial", "epochs"),
+    "trial_start": ("trial", "train_flops_per_image", "eval_flops_per_image"),
+    "epoch": (
+        "trial",
+        "epoch",
+        "t_start",
+        "t_end",
+        "train_images",
+        "eval_images",
+        "top1",
+        "train_flops_per_image",
+        "eval_flops_per_image",
+    ),
+    "trial_end": ("trial", "status"),
+    "probe": ("node", "peak_flops"),
+}
+
+
+def _field_types(cls: type[Event]) -> dict[str, Any]:
+    cached = _TYPES.get(cls.TYPE)
+    if cached is None:
+        hints = typing.get_type_hints(cls)
+        cached = _TYPES[cls.TYPE] = {f.name: hints[f.name] for f in fields(cls)}
+    return cached
+
+
+_TYPES: dict[str, dict[str, Any]] = {}
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    """Whether a JSON value has the declared type (bools are never numbers; ints are floats)."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, k) for k in typing.get_args(kind))
+    if kind is type(None):
+        return value is None
+    if kind is Any:
+        return True
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, int | float)
+    if origin is list:
+        (item,) = typing.get_args(kind)
+        return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    return isinstance(value, kind)
+
+
+def decode(record: Mapping[str, Any]) -> Event:
+    """The typed view of one journal record; :class:`EventError` names the first field that is missing or of the
+    wrong type. Fields a type does not declare (diagnostics, additions of newer versions) are ignored."""
+    kind = record.get("type")
+    cls = _CLASSES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise EventError(f"unknown record type {kind!r}")
+    for name in _REQUIRED.get(cls.TYPE, ()):
+        if name not in record:
+            raise EventError(f"{cls.TYPE} record has no {name!r}")
+    values: dict[str, Any] = {}
+    for name, hint in _field_types(cls).items():
+        if name not in record:
+            continue
+        value = record[name]
+        if not _fits(value, hint):
+            raise EventError(f"{cls.TYPE} record's {name!r} is {value!r:.60}, not {_type_name(hint)}")
+        values[name] = float(value) if hint is float else value
+    if "seq" not in values or "worker" not in values or "time" not in values:
+        raise EventError(f"{cls.TYPE} record has no envelope (seq, worker, time)")
+    return cls(**values)
+
+
+def _type_name(kind: Any) -> str:
+    return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
 
 
 class EventSink(Protocol):

@@ -261,6 +261,15 @@ class JournalReader:
         self._digest = hashlib.sha256()
         self._owner: str | None = None
         self._next_seq = 0
+        # The line hash of every record the last read returned, in order (the master's heads and verify need them).
+        self.hashes: list[str] = []
+
+    @property
+    def head(self) -> tuple[int, str] | None:
+        """(seq, line hash) of the last valid record read so far; None before the first."""
+        if self.last_hash is None or self.records == 0:
+            return None
+        return self._next_seq - 1, self.last_hash
 
     @property
     def sha256(self) -> str:
@@ -295,6 +304,7 @@ class JournalReader:
         """The valid records of ``data``, the bytes :meth:`fetch` returned; an unterminated last line is kept for
         the next read (reported as torn with ``final``)."""
         out: list[dict[str, Any]] = []
+        self.hashes = []
         start = 0
         while True:
             end = data.find(b"\n", start)
@@ -337,6 +347,7 @@ class JournalReader:
         """Whether a valid record is delivered; a journal delivers every one and follows its chain."""
         self._check_chain(record)
         self.last_hash = line_hash(line)
+        self.hashes.append(self.last_hash)
         return True
 
     def _check_chain(self, record: dict[str, Any]) -> None:
@@ -420,8 +431,17 @@ class JournalSet:
     def batches(self, final: bool = False) -> Iterator[list[dict[str, Any]]]:
         """New records journal by journal (each in file order), so that a caller summarising the records holds
         one journal's at a time rather than the whole experiment's (``analyze`` at 10^6 events)."""
+        for _, records, _ in self.named_batches(final):
+            yield records
+
+    def named_batches(self, final: bool = False) -> Iterator[tuple[str, list[dict[str, Any]], list[str]]]:
+        """:meth:`batches` with each journal's writer (its file's stem) and the line hash of each record. The
+        master's journal comes first: it says what the others must agree with."""
         try:
-            names = sorted(p.name for p in Path(self.folder).iterdir() if p.suffix == ".jsonl")
+            names = sorted(
+                (p.name for p in Path(self.folder).iterdir() if p.suffix == ".jsonl"),
+                key=lambda name: (name != "master.jsonl", name),
+            )
         except FileNotFoundError:
             names = []
         sizes = self._sizes(names) if len(names) > _STAT_SEQUENTIAL_UP_TO else {}
@@ -434,9 +454,10 @@ class JournalSet:
                     continue
                 reader = self.readers[name] = JournalReader(path)
             if name in fetched:
-                yield reader.consume(fetched[name], final=final)
+                records = reader.consume(fetched[name], final=final)
             else:
-                yield reader.poll(final=final, size=sizes.get(name))
+                records = reader.poll(final=final, size=sizes.get(name))
+            yield name[: -len(".jsonl")], records, reader.hashes
 
     def _sizes(self, names: list[str]) -> dict[str, int]:
         """The size of each known journal, in turn or ``STAT_IN_FLIGHT`` at a time once stats proved slow (a
