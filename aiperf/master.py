@@ -26,15 +26,18 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from aiperf import __version__
 from aiperf.config import Config, format_duration
 from aiperf.errors import AiperfError, ConfigError, HistoryError, LaunchError
 from aiperf.history import FeedWriter, JournalSet, JournalWriter, read_journal
+from aiperf.integrity import head_hash, rules_digest
 from aiperf.launch._base import Launcher, WorkerHandle, WorkerSpec
 from aiperf.paths import ExperimentPaths, atomic_write_json, atomic_write_text, check_id
 
 __all__ = ["Master", "new_experiment_dir", "run_experiment"]
 
 GRACE_S = 30.0  # how long workers get to finish their journal lines after SIGTERM
+HEADS_EVERY_S = 5.0  # the master journals the heads of the journals that grew at most this often (and at the end)
 READY_TIMEOUT_S = 600.0  # how long workers may take to initialise before the window opens without them
 NODE_FAILURES_TO_EXCLUDE = 3
 
@@ -92,6 +95,11 @@ class Master:
         self._progress: Any = None
         self._feed: FeedWriter | None = None
         self._feed_failing = False
+        self._tail: JournalSet | None = None
+        self._lock_fd: int | None = None
+        self._launches: dict[str, int] = {}  # launch records per worker id, this experiment's whole life
+        self._grown: set[str] = set()  # worker journals that grew since the master last journalled their heads
+        self._next_heads = 0.0
 
     # -- logging -------------------------------------------------------------------------------------------------
     def say(self, message: str) -> None:
@@ -146,6 +154,8 @@ class Master:
                 "config": self.config.to_json(),
                 "config_digest": self.config.digest(),
                 "rules": dict(spec.rules),
+                "rules_digest": rules_digest(spec.rules),
+                "aiperf_version": __version__,
                 "environment": environment(),
                 "launcher": self.launcher.name,
                 "workers": self.config.run.workers,
@@ -202,6 +212,10 @@ class Master:
         self.deadline = float(start["deadline"])
         records, _ = read_journal(self.paths.master_journal)
         self.journal = JournalWriter(self.paths.master_journal, "master")
+        for record in records:
+            if record.get("type") == "launch":
+                launched = str(record.get("launched"))
+                self._launches[launched] = self._launches.get(launched, 0) + 1
         if any(r.get("type") == "experiment_end" for r in records):
             self.say(f"experiment {self.paths.root} had already finished; rewriting its report")
             return False
@@ -214,14 +228,36 @@ class Master:
         return True
 
     def _claim(self) -> None:
-        """Write master.pid; refuse if another live master holds the experiment."""
+        """Take the experiment: an exclusive lock on master.lock, held until this master ends, then master.pid.
+
+        A second master on the same experiment (a ``--resume`` while the first still runs, on any host that shares
+        the directory) is refused and leaves the claim of the first untouched: it never writes or removes
+        master.pid, so a later resume cannot start a second set of workers on the same journals.
+        """
+        import fcntl
+
+        fd = os.open(self.paths.master_lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            host, pid_text = self.paths.master_pid.read_text().split()
-            if host == socket.gethostname() and int(pid_text) != os.getpid() and _alive(int(pid_text)):
-                raise LaunchError(f"another master (pid {pid_text}) is running experiment {self.paths.root}")
-        except (OSError, ValueError):
-            pass
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            try:
+                holder = self.paths.master_pid.read_text().strip() or "unknown"
+            except OSError:
+                holder = "unknown"
+            raise LaunchError(
+                f"another master ({holder}) is running experiment {self.paths.root}: wait for it to end, or stop it"
+            ) from None
+        self._lock_fd = fd
         atomic_write_text(self.paths.master_pid, f"{socket.gethostname()} {os.getpid()}\n")
+
+    def _release(self) -> None:
+        if self._lock_fd is None:
+            return  # never claimed (or refused): the claim belongs to another master
+        with contextlib.suppress(OSError):
+            self.paths.master_pid.unlink()
+        os.close(self._lock_fd)  # closing the descriptor releases the lock
+        self._lock_fd = None
 
     def _kill_leftover_workers(self) -> None:
         """Workers of a killed master get SIGTERM from the kernel; make sure none is still running here."""
@@ -272,10 +308,9 @@ class Master:
                 self._monitor.close()
             if self._feed is not None:
                 self._feed.close()
-            with contextlib.suppress(OSError):
-                self.paths.master_pid.unlink()
             if self.journal is not None:
                 self.journal.close()
+            self._release()
 
     def _worker_spec(self, slot: _Slot) -> WorkerSpec:
         run = self.config.run
@@ -295,6 +330,17 @@ class Master:
         self._started(slot, self.launcher.start(self._worker_spec(slot)), now)
 
     def _started(self, slot: _Slot, handle: WorkerHandle, now: float) -> None:
+        assert self.journal is not None
+        self.journal.emit(
+            {
+                "type": "launch",
+                "launched": slot.worker_id,
+                "node": slot.node,
+                "launcher": self.launcher.name,
+                "attempt": self._launches.get(slot.worker_id, 0),
+            }
+        )
+        self._launches[slot.worker_id] = self._launches.get(slot.worker_id, 0) + 1
         slot.handle = handle
         slot.started_at = now
         slot.last_seen = now
@@ -304,7 +350,7 @@ class Master:
     def _supervise(self) -> None:
         from aiperf.monitor import Progress, TensorBoardMonitor
 
-        tail = JournalSet(self.paths.journals)
+        tail = self._tail = JournalSet(self.paths.journals)
         self._feed = FeedWriter(self.paths.feed)
         self._monitor = TensorBoardMonitor(self.paths)
         self._progress = Progress(t0=self.t0, deadline=self.deadline, state=self._monitor.state)
@@ -321,6 +367,7 @@ class Master:
                 break
             records = tail.poll()
             self._pass_on(records)
+            self._record_heads(records, now)
             self._observe(records)
             self._monitor.update(records, now)
             self._progress.update(records, now)
@@ -335,6 +382,29 @@ class Master:
         tail.close()
         self._pass_on(records)
         self._monitor.update(records, time.time())
+
+    def _heads(self, writers: set[str] | None = None) -> dict[str, list[Any]]:
+        """{worker: [seq, hash]} of the worker journals read so far (only ``writers`` if given)."""
+        heads: dict[str, list[Any]] = {}
+        for name, reader in sorted((self._tail.readers if self._tail else {}).items()):
+            writer = name[: -len(".jsonl")]
+            head = reader.head
+            if writer != "master" and head is not None and (writers is None or writer in writers):
+                heads[writer] = [head[0], head_hash(head[1])]
+        return heads
+
+    def _record_heads(self, records: list[dict[str, Any]], now: float) -> None:
+        """Journal the heads of the worker journals that grew: the master's cross-record of what each worker wrote,
+        which a journal cut, replaced or rewritten later no longer matches (aiperf.integrity)."""
+        self._grown.update(str(r.get("worker")) for r in records if r.get("worker") != "master")
+        if not self._grown or now < self._next_heads:
+            return
+        heads = self._heads(self._grown)
+        self._grown.clear()
+        self._next_heads = now + HEADS_EVERY_S
+        if heads:
+            assert self.journal is not None
+            self.journal.emit({"type": "heads", "heads": heads})
 
     def _pass_on(self, records: list[dict[str, Any]]) -> None:
         """Copy what the workers wrote into the history feed they follow. The feed is derived data: a write that
@@ -451,7 +521,7 @@ class Master:
                 t_end, reason = self.deadline, "the window closed"
             else:
                 t_end, reason = now, "stopped early"
-            self.journal.emit({"type": "experiment_end", "t_end": t_end, "reason": reason})
+            self.journal.emit({"type": "experiment_end", "t_end": t_end, "reason": reason, "heads": self._heads()})
             if self.slots and not self.interrupted and self.launcher.reprobe:
                 self._probe_again()
         result = analyze(self.paths)

@@ -12,6 +12,8 @@ glues paths together from strings.
       tb/                     TensorBoard event files (master scalars in tb/, per-trial curves in tb/trials/<trial>)
       report.html result.json summary.txt   the final report, rewritten atomically
       STOP                    created by the master to tell workers to stop
+      master.pid master.lock  the live master's host and pid; the lock it holds while it runs
+      audit.json              what ``aiperf audit`` found when it re-ran a sample of trials
 """
 
 from __future__ import annotations
@@ -101,6 +103,15 @@ class ExperimentPaths:
     @property
     def master_pid(self) -> Path:
         return self.root / "master.pid"
+
+    @property
+    def master_lock(self) -> Path:
+        """Locked (``flock``, exclusive) by the live master for its whole life: one master per experiment."""
+        return self.root / "master.lock"
+
+    @property
+    def audit_json(self) -> Path:
+        return self.root / "audit.json"
 
     def create(self) -> ExperimentPaths:
         """Create the directory tree (idempotent)."""

@@ -1,7 +1,7 @@
 """Hardware facts of a node: the dense-GEMM peak in the run's precision, and GPU telemetry when NVML is present.
 
 The peak is measured, not looked up: a short square-matmul micro-benchmark (as DeepBench does) in the precision the
-run trains in, on every device of the node, best of a few timed bursts. The benchmark's efficiency is then the
+run trains in, on every device of the node, the median of five timed bursts. The benchmark's efficiency is then the
 sustained score over the sum of these peaks, the analogue of HPL's Rmax / Rpeak. Everything that touches hardware
 lives here, behind plain functions that tests can call directly.
 """
@@ -12,6 +12,7 @@ import contextlib
 import os
 import platform
 import socket
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -48,7 +49,8 @@ def cpu_name() -> str:
 def gemm_peak(
     precision: str, device: str = "cpu", size: int | None = None, seconds: float = 0.5, device_index: int = 0
 ) -> float:
-    """Best sustained FLOP/s of ``size x size`` matmuls in ``precision`` on one device (2 n^3 FLOPs per matmul)."""
+    """Sustained FLOP/s of ``size x size`` matmuls in ``precision`` on one device (2 n^3 FLOPs per matmul): the
+    median of five timed bursts, so one burst caught by a clock boost or a neighbour's pause does not set the peak."""
     import torch
 
     if precision not in _DTYPES:
@@ -69,8 +71,8 @@ def gemm_peak(
 
         torch.matmul(a, b)  # warm-up: library initialisation and clocks
         sync()
-        best = 0.0
-        bursts = 3
+        rates: list[float] = []
+        bursts = 5
         for _ in range(bursts):
             reps = 0
             start = time.perf_counter()
@@ -82,8 +84,8 @@ def gemm_peak(
                     if time.perf_counter() - start >= seconds / bursts:
                         break
             elapsed = time.perf_counter() - start
-            best = max(best, 2.0 * n**3 * reps / elapsed)
-        return best
+            rates.append(2.0 * n**3 * reps / elapsed)
+        return statistics.median(rates)
     finally:
         if device == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = previous_tf32

@@ -26,7 +26,7 @@ from types import FrameType
 from typing import Any
 
 from aiperf.config import Config
-from aiperf.errors import AiperfError, HistoryError, TrainError
+from aiperf.errors import AiperfError, ConfigError, HistoryError, TrainError
 from aiperf.events import NullSink
 from aiperf.history import FeedReader, JournalReader, JournalWriter, cyclic_gc_paused, read_journal
 from aiperf.paths import ExperimentPaths, check_id
@@ -285,6 +285,8 @@ def run_worker(experiment: Path, worker_id: str) -> int:
     )
 
     check_id(worker_id, "worker id")
+    if worker_id == "master":
+        raise ConfigError("worker id 'master' is reserved for the master's journal: choose another --worker-id")
     paths = ExperimentPaths(experiment).require()
     try:
         config = Config.from_json(json.loads(paths.config.read_text()), where=str(paths.config))
@@ -367,6 +369,7 @@ def run_worker(experiment: Path, worker_id: str) -> int:
                 "node": os.environ.get("AIPERF_NODE") or os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
                 "ranks": dist.world_size,
                 "devices": train_cfg.device,
+                "threads": torch.get_num_threads(),  # per rank: ``aiperf audit`` re-trains with as many
                 "pid": os.getpid(),
                 "startup_s": _process_age(),
             }

@@ -369,6 +369,7 @@ class _Run:
                 "device": self.device.type,
                 "device_name": device_name,
                 "initialization": "scratch",  # build_module initialises fresh weights; nothing is ever loaded
+                "seed": self.cfg.seed,  # weights, data order and augmentation: what a re-execution needs
                 "precision_requested": self.cfg.precision,
                 "precision_note": self.precision.note,
                 "backend": self.ctx.backend,
