@@ -27,11 +27,14 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiperf.errors import AiperfError
 from aiperf.history import read_journal, verify_chain
 from aiperf.paths import ExperimentPaths
+
+if TYPE_CHECKING:
+    from aiperf.report import Result
 
 __all__ = ["HEADLINE", "REL_TOL", "VerifyReport", "format_verify", "verify_experiment"]
 
@@ -113,8 +116,12 @@ def verify_experiment(paths: ExperimentPaths | Path | str, rel_tol: float = REL_
     if reported is not None:
         _check_digests(paths, files, reported, problems)
     _check_config(paths, problems)
-    if reported is not None:
-        _check_recomputed(paths, reported, rel_tol, problems)
+    result = _check_recomputed(paths, reported or {}, rel_tol, problems if reported is not None else [])
+    if result is not None:
+        _check_integrity(result, problems)
+    from aiperf.audit import check_audit
+
+    problems.extend(check_audit(paths))
     return VerifyReport(str(paths.root), tuple(problems), tuple(notes), len(files), records)
 
 
@@ -215,10 +222,24 @@ def _check_config(paths: ExperimentPaths, problems: list[str]) -> None:
         )
 
 
+# -- 5. integrity ----------------------------------------------------------------------------------------------------
+
+
+def _check_integrity(result: Result, problems: list[str]) -> None:
+    """Every integrity finding of the journals (aiperf.integrity): what a forger cannot make consistent."""
+    problems.extend(f"integrity {finding}" for finding in result.integrity)
+    for rule in result.rules:
+        if rule.name == "plausibility" and not rule.passed:
+            problems.append(f"plausibility: {rule.detail}")
+
+
 # -- 4. the recomputed result ----------------------------------------------------------------------------------------
 
 
-def _check_recomputed(paths: ExperimentPaths, reported: Mapping[str, Any], rel_tol: float, problems: list[str]) -> None:
+def _check_recomputed(
+    paths: ExperimentPaths, reported: Mapping[str, Any], rel_tol: float, problems: list[str]
+) -> Result | None:
+    """Recompute the result from the journals and compare it with ``reported``; returns the recomputed result."""
     from aiperf.report import analyze, result_to_json
 
     window = reported.get("window")
@@ -226,10 +247,11 @@ def _check_recomputed(paths: ExperimentPaths, reported: Mapping[str, Any], rel_t
     now = float(t_end) if isinstance(t_end, int | float) and not isinstance(t_end, bool) else None
     try:
         # ``now`` only matters for a report made while the run was going: figures up to the same moment.
-        recomputed = result_to_json(analyze(paths, now=now))
+        result = analyze(paths, now=now)
+        recomputed = result_to_json(result)
     except (AiperfError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
         problems.append(f"cannot recompute the result from the journals: {type(exc).__name__}: {_one_line(exc)}")
-        return
+        return None
     if reported.get("status") == "running":
         problems.append("result.json: written while the experiment was running; its figures are provisional")
 
@@ -250,6 +272,7 @@ def _check_recomputed(paths: ExperimentPaths, reported: Mapping[str, Any], rel_t
         problems.append(f"result.json {where or '(top level)'} is {_show(mine)} but the journals give {_show(theirs)}")
     if len(differences) > _MAX_FIELD_LINES:
         problems.append(f"result.json: {len(differences) - _MAX_FIELD_LINES} more field(s) disagree with the journals")
+    return result
 
 
 def _without(doc: Mapping[str, Any], root: str) -> dict[str, Any]:

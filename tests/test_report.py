@@ -23,6 +23,9 @@ from xml.etree import ElementTree
 
 import pytest
 
+from _consistent import ARCH, COUNTS, DIGITS_RULES, EVAL_FPI, TRAIN_FPI, V1_FPI, heads, launch, proposal, trial_start
+from _consistent import experiment_start as start_payload
+
 from aiperf.config import Config, DatasetConfig
 from aiperf.history import JournalWriter, record_order
 from aiperf.paths import ExperimentPaths, atomic_write_json
@@ -39,14 +42,7 @@ from aiperf.report import (
 
 ROOT = Path(__file__).resolve().parents[1]
 EVIL = "<script>alert('x')</script>\"><img src=x onerror=alert(1)>&amp;"  # an element, a broken attribute, an entity
-RULES = {
-    "top1_threshold": 0.9,
-    "min_duration_s": 60,
-    "train_images": 1437,
-    "eval_images": 360,
-    "precisions": ["fp32", "tf32", "bf16", "fp16"],
-}
-TRAIN_FPI, EVAL_FPI = 3.0e6, 1.0e6  # FLOPs per image (train: forward + backward)
+RULES = DIGITS_RULES  # the installed rules: a journal that claims others is an integrity finding
 TRAIN_IMAGES, EVAL_IMAGES = 1437, 360
 EPOCH_FLOPS = TRAIN_FPI * TRAIN_IMAGES + EVAL_FPI * EVAL_IMAGES
 WINDOW = 90.0
@@ -64,10 +60,6 @@ class Experiment:
         return sorted((r for rs in self.records.values() for r in rs), key=record_order)
 
 
-def _arch(op: str) -> dict[str, Any]:
-    return {"format": "aiperf.arch", "version": 1, "nodes": [], "output": 0, "history": [{"op": op}, {"op": op}]}
-
-
 def _trial(
     journal: JournalWriter,
     out: list[dict[str, Any]],
@@ -80,38 +72,8 @@ def _trial(
     reason: str | None = None,
     hparams: dict[str, Any] | None = None,
 ) -> None:
-    out.append(
-        journal.emit(
-            {
-                "type": "proposal",
-                "trial": trial,
-                "parent": None,
-                "arch": _arch("widen"),
-                "arch_hash": f"hash-{trial}",
-                "hparams": hparams or {"lr": 0.05, "batch_size": 64},
-                "epochs": 4,
-                "patience": 2,
-                "round": 0,
-                "v1_flops_per_image": [2.0e6, 0.5e6],
-            }
-        )
-    )
-    out.append(
-        journal.emit(
-            {
-                "type": "trial_start",
-                "trial": trial,
-                "trained_hash": f"trained-{trial}",
-                "train_flops_per_image": TRAIN_FPI,
-                "eval_flops_per_image": EVAL_FPI,
-                "params": 12_345,
-                "precision": "bf16",
-                "world_size": 1,
-                "device": "cpu",
-                "initialization": "scratch",
-            }
-        )
-    )
+    out.append(journal.emit(proposal(trial, 4, hparams)))
+    out.append(journal.emit(trial_start(trial)))
     for n, (end, top1) in enumerate(zip(ends, top1s, strict=True), start=1):
         out.append(
             journal.emit(
@@ -167,22 +129,12 @@ def make_experiment(
     records: dict[str, list[dict[str, Any]]] = {"master": [], "w000": [], "w001": []}
     master = JournalWriter(paths.master_journal, "master", host="master-host")
     m = records["master"]
-    m.append(
-        master.emit(
-            {
-                "type": "experiment_start",
-                "experiment": root.name,
-                "t0": t0,
-                "deadline": deadline,
-                "config": config.to_json(),
-                "config_digest": config.digest(),
-                "rules": RULES,
-                "environment": {"host": "master-host", "python": "3.11", "torch": "2.13.0", "cpus": 2},
-            }
-        )
-    )
+    environment = {"host": "master-host", "python": "3.11", "torch": "2.13.0", "cpus": 2}
+    m.append(master.emit(start_payload(root.name, config, t0, deadline, environment=environment)))
     for node, peak in zip(("node0", "node1"), peaks, strict=True):
         m.append(master.emit({"type": "probe", "node": node, "precision": "bf16", "peak_flops": peak, "device": "cpu"}))
+    m.append(master.emit(launch("w000", "node0")))
+    m.append(master.emit(launch("w001", "node1")))
 
     w0 = JournalWriter(paths.journal("w000"), "w000", host=EVIL if evil else "host-a")
     r0 = records["w000"]
@@ -201,7 +153,11 @@ def make_experiment(
                            "best_top1": 0.7, "reward": 0.7, "epochs": 1}))  # fmt: skip
         r1.append(w1.emit({"type": "worker_stop", "reason": "told to stop"}))
         r0.append(w0.emit({"type": "worker_stop", "reason": "told to stop"}))
-        m.append(master.emit({"type": "experiment_end", "t_end": deadline, "reason": "the window closed"}))
+        m.append(
+            master.emit(
+                {"type": "experiment_end", "t_end": deadline, "reason": "the window closed", "heads": heads(w0, w1)}
+            )
+        )
     elif state == "running":
         paths.master_pid.write_text(f"{socket.gethostname()} {os.getpid()}\n")
     for journal in (master, w0, w1):
@@ -256,6 +212,7 @@ SCHEMA: dict[str, Any] = {
         "official": BOOL,
         "rules": [{"name": STR, "passed": BOOL, "detail": STR}],
         "dataset_rules": ANY_OBJECT,
+        "integrity": [STR],
     },
     "timeline": [POINT],
     "best_architectures": [
@@ -291,6 +248,7 @@ SCHEMA: dict[str, Any] = {
             "eval_flops_per_image": Opt(NUM),
             "precision": Opt(STR),
             "initialization": Opt(STR),
+            "seed": Opt(INT),
             "epochs_budget": Opt(INT),
             "epochs": INT,
             "best_top1": NUM,
@@ -317,6 +275,15 @@ SCHEMA: dict[str, Any] = {
         }
     ],
     "problems": [STR],
+    "audit": Opt(
+        {
+            "passed": BOOL,
+            "seed": INT,
+            "candidates": INT,
+            "tolerances": {"top1": NUM, "rate_factor": NUM},
+            "trials": [{"trial": STR, "passed": BOOL, "epochs": INT, "seconds": Opt(NUM), "problems": [STR]}],
+        }
+    ),
     "journals": {"*": {"sha256": STR, "bytes": INT, "chain_breaks": [STR]}},
     "config": ANY_OBJECT,
     "config_digest": STR,
@@ -421,7 +388,7 @@ def test_result_json_matches_the_schema_and_analyze(finished: Experiment) -> Non
     assert doc["score"]["score_flops"] == pytest.approx(6 * EPOCH_FLOPS / WINDOW)
     assert doc["score"]["best_top1"] == 0.95
     assert doc["score"]["regulated"] == pytest.approx(6 * EPOCH_FLOPS / WINDOW * abs(math.log(0.05)))
-    assert doc["v1"]["score"] == pytest.approx(6 * (2.0e6 * 1_280_000 + 0.5e6 * 50_000) / 60.0)
+    assert doc["v1"]["score"] == pytest.approx(6 * (V1_FPI[0] * 1_280_000 + V1_FPI[1] * 50_000) / 60.0)
     assert doc["efficiency"]["peak_flops_sum"] == 3.0e11
     assert doc["efficiency"]["ratio"] == pytest.approx(6 * EPOCH_FLOPS / WINDOW / 3.0e11)
     assert doc["window"] == {
@@ -433,8 +400,8 @@ def test_result_json_matches_the_schema_and_analyze(finished: Experiment) -> Non
     assert doc["status"] == "finished" and doc["end_reason"] == "the window closed"
     assert [a["trial"] for a in doc["best_architectures"]] == ["w001-0", "w000-0", "w001-1"]
     best = doc["best_architectures"][0]
-    assert best["params"] == 12_345 and best["train_flops_per_image"] == TRAIN_FPI
-    assert best["operations"] == ["widen", "widen"] and best["hparams"]["lr"] == 0.1
+    assert best["params"] == COUNTS.params and best["train_flops_per_image"] == TRAIN_FPI
+    assert best["operations"] == [h["op"] for h in ARCH.get("history", [])] and best["hparams"]["lr"] == 0.1
     assert {t["trial"]: t["status"] for t in doc["trials"]} == {
         "w000-0": "finished",
         "w000-1": "failed",
@@ -516,7 +483,7 @@ def test_html_is_self_contained(finished: Experiment) -> None:
         assert all(0 < x <= width and 0 < y <= height for x, y in xy)
         assert xy == sorted(xy, key=lambda p: p[0])  # time runs left to right
     assert format_rate(6 * EPOCH_FLOPS / WINDOW) in page  # the headline score, with its unit
-    assert "12,345" in page  # parameters of the best architectures
+    assert f"{COUNTS.params:,}" in page  # parameters of the best architectures
     assert "VALID" in page
 
 
@@ -620,8 +587,10 @@ def test_every_state_of_an_experiment_reports(tmp_path: Path, state: str) -> Non
     assert statuses["w001-1"] == expected_last
     page = exp.paths.report_html.read_text()
     assert "<svg" in page
-    if state != "finished":  # every other rule passes: the figures are provisional until the run finishes
-        assert "run finished" in page and "PROVISIONAL" in page
+    if state == "running":  # every other rule passes: the figures are provisional until the window closes
+        assert "the experiment is running" in page and "PROVISIONAL" in page
+    elif state == "interrupted":  # a window that did not reach its deadline is not a result
+        assert "interrupted" in page and "INVALID" in page and "PROVISIONAL" not in page
     else:
         assert "VALID" in page and "PROVISIONAL" not in page
     status = format_status(result, now=now)
@@ -666,8 +635,7 @@ def test_empty_experiment_reports(tmp_path: Path) -> None:
     atomic_write_json(paths.config, Config().to_json())
     t0 = time.time()
     with JournalWriter(paths.master_journal, "master") as master:
-        master.emit({"type": "experiment_start", "experiment": "e", "t0": t0, "deadline": t0 + 60, "config": {},
-                     "config_digest": "", "rules": RULES})  # fmt: skip
+        master.emit(start_payload("e", Config(), t0, t0 + 60))
     paths.master_pid.write_text(f"{socket.gethostname()} {os.getpid()}\n")
     result = analyze(paths, now=t0 + 5)
     write_report(result, paths)

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from _consistent import EVAL_FPI, TRAIN_FPI, experiment_start, heads, launch, proposal, trial_start
+
 from aiperf.config import Config, DatasetConfig
 from aiperf.errors import HistoryError
 from aiperf.history import JournalWriter
@@ -21,46 +23,11 @@ from aiperf.paths import ExperimentPaths, atomic_write_json
 from aiperf.report import analyze, write_report
 from aiperf.verify import VerifyReport, format_verify, verify_experiment
 
-RULES = {
-    "top1_threshold": 0.8,
-    "min_duration_s": 60,
-    "train_images": 1437,
-    "eval_images": 360,
-    "precisions": ["fp32", "tf32", "bf16", "fp16"],
-}
-TRAIN_FPI, EVAL_FPI = 3.0e6, 1.0e6
-ARCH = {"format": "aiperf.arch", "version": 1, "nodes": [], "output": 0, "history": [{"op": "widen"}]}
-
 
 def _trial(journal: JournalWriter, worker: str, n: int, t0: float, top1s: list[float]) -> None:
     trial = f"{worker}-{n}"
-    journal.emit(
-        {
-            "type": "proposal",
-            "trial": trial,
-            "parent": None,
-            "arch": ARCH,
-            "arch_hash": f"h{trial}",
-            "hparams": {"lr": 0.1, "batch_size": 64},
-            "epochs": len(top1s),
-            "patience": 3,
-            "round": 0,
-        }
-    )
-    journal.emit(
-        {
-            "type": "trial_start",
-            "trial": trial,
-            "trained_hash": f"t{trial}",
-            "train_flops_per_image": TRAIN_FPI,
-            "eval_flops_per_image": EVAL_FPI,
-            "params": 12345,
-            "precision": "bf16",
-            "world_size": 1,
-            "device": "cpu",
-            "initialization": "scratch",
-        }
-    )
+    journal.emit(proposal(trial, len(top1s), {"lr": 0.1, "batch_size": 64}))
+    journal.emit(trial_start(trial))
     for epoch, top1 in enumerate(top1s, start=1):
         end = t0 + 10.0 * (n * len(top1s) + epoch) + (1.5 if worker == "w1" else 0.0)
         journal.emit(
@@ -103,26 +70,21 @@ def _build(root: Path) -> ExperimentPaths:
     t0 = time.time() - 200.0
     deadline = t0 + 100.0
     with JournalWriter(paths.master_journal, "master") as master:
-        master.emit(
-            {
-                "type": "experiment_start",
-                "experiment": root.name,
-                "t0": t0,
-                "deadline": deadline,
-                "config": config.to_json(),
-                "config_digest": config.digest(),
-                "rules": RULES,
-            }
-        )
+        master.emit(experiment_start(root.name, config, t0, deadline))
         for node, peak in (("n1", 2.0e11), ("n2", 1.5e11)):
             master.emit({"type": "probe", "node": node, "precision": "bf16", "peak_flops": peak, "device": "cpu"})
-        for worker, curves in (("w0", [[0.5, 0.7, 0.82], [0.6, 0.75, 0.8]]), ("w1", [[0.55, 0.8, 0.86]])):
+        writers = []
+        for worker, curves in (("w0", [[0.5, 0.7, 0.82], [0.6, 0.75, 0.8]]), ("w1", [[0.55, 0.8, 0.96]])):
+            master.emit(launch(worker, "n1"))
             with JournalWriter(paths.journal(worker), worker) as journal:
                 journal.emit({"type": "worker_start", "node": "n1", "ranks": 1, "devices": "cpu", "pid": 1})
                 for n, top1s in enumerate(curves):
                     _trial(journal, worker, n, t0, top1s)
                 journal.emit({"type": "worker_stop", "reason": "the window closed"})
-        master.emit({"type": "experiment_end", "t_end": deadline, "reason": "the window closed"})
+                writers.append(journal)
+        master.emit(
+            {"type": "experiment_end", "t_end": deadline, "reason": "the window closed", "heads": heads(*writers)}
+        )
     write_report(analyze(paths), paths)
     return paths
 
@@ -160,9 +122,9 @@ def _index(path: Path, kind: str, nth: int = 0) -> int:
 def test_an_untouched_experiment_verifies(exp: ExperimentPaths) -> None:
     report = verify_experiment(exp)
     assert report.ok, report.problems
-    assert report.journals == 3 and report.records == 26
+    assert report.journals == 3 and report.records == 28
     assert report.notes == ()
-    assert format_verify(report).startswith("verified: 3 journals, 26 records")
+    assert format_verify(report).startswith("verified: 3 journals, 28 records")
     result = json.loads(exp.result_json.read_text())
     assert result["score"]["epochs"] == 9 and result["validity"]["valid"] is True  # a real, valid result
 
@@ -185,7 +147,7 @@ def test_an_altered_record_fails(exp: ExperimentPaths) -> None:
         verify_experiment(exp),
         f"journals/w0.jsonl:{at + 2}: hash chain broken",
         "journals/w0.jsonl: changed after the report",
-        "score.best_top1 (best top-1) is 0.86 but the journals give 0.99",
+        "score.best_top1 (best top-1) is 0.96 but the journals give 0.99",
         "score.regulated (regulated score)",
     )
 

@@ -1,6 +1,14 @@
 """The final report: results derived from the journals, written as HTML, JSON and text."""
 
-from aiperf.report._analyze import RESULT_SCHEMA, Result, TrialSummary, WorkerSummary, analyze, environment
+from aiperf.report._analyze import (
+    RESULT_SCHEMA,
+    Result,
+    TrialSummary,
+    WorkerSummary,
+    analyze,
+    builtin_rules,
+    environment,
+)
 from aiperf.report._html import render_html, write_report
 from aiperf.report._json import result_to_json
 from aiperf.report._text import (
@@ -17,6 +25,7 @@ __all__ = [
     "TrialSummary",
     "WorkerSummary",
     "analyze",
+    "builtin_rules",
     "environment",
     "format_percent",
     "format_rate",

@@ -30,7 +30,7 @@ from aiperf.score import (
     validity,
 )
 
-__all__ = ["RESULT_SCHEMA", "Result", "TrialSummary", "WorkerSummary", "analyze", "timeline_step"]
+__all__ = ["RESULT_SCHEMA", "Result", "TrialSummary", "WorkerSummary", "analyze", "builtin_rules", "timeline_step"]
 
 RESULT_SCHEMA = "aiperf.result/1"
 
@@ -59,6 +59,7 @@ class TrialSummary:
     t_end: float | None = None
     precision: str | None = None
     initialization: str | None = None
+    seed: int | None = None
     operations: list[str] = field(default_factory=list)
 
 
@@ -107,6 +108,8 @@ class Result:
     efficiency_note: str | None = None  # why the efficiency figure is not meaningful (above 100%), if it is not
     node_peaks: dict[str, float] = field(default_factory=dict)
     epochs: list[EpochWork] = field(default_factory=list)
+    integrity: list[str] = field(default_factory=list)  # every integrity finding (aiperf.integrity), one line each
+    audit: dict[str, Any] | None = None  # what ``aiperf audit`` found (aiperf.audit.audit_summary), if it ran
 
     @property
     def duration_s(self) -> float:
@@ -144,6 +147,22 @@ def node_peaks(probes: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def _master_alive(paths: ExperimentPaths) -> bool:
+    """Whether a master holds the experiment: its lock on master.lock (any host sharing the directory), or for an
+    experiment of a version without the lock, a live pid in master.pid on this host."""
+    import fcntl
+
+    try:
+        fd = os.open(paths.master_lock, os.O_RDONLY)
+    except OSError:
+        fd = -1
+    if fd >= 0:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True  # held by a running master
+        finally:
+            os.close(fd)
+        return False
     try:
         host, pid_text = paths.master_pid.read_text().split()
         pid = int(pid_text)
@@ -164,9 +183,26 @@ def analyze(paths: ExperimentPaths, now: float | None = None, dataset_rules: Map
         return _replay(paths, now, dataset_rules)
 
 
+def builtin_rules(dataset: str) -> dict[str, Any] | None:
+    """The validity rules of ``dataset`` in the installed package's built-in file (None for a dataset it lacks):
+    the rules a result is judged by, whatever its journal says."""
+    from aiperf.errors import ConfigError
+    from aiperf.search import load_dataset_spec
+
+    try:
+        return dict(load_dataset_spec(dataset).rules)
+    except ConfigError:
+        return None
+
+
 def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[str, Any] | None) -> Result:
+    from aiperf import __version__
+    from aiperf.events import CONTROL_TYPES
+    from aiperf.integrity import IntegrityChecker
+
     paths.require()
     journal_set = JournalSet(paths.journals)
+    checker = IntegrityChecker(version=__version__)
     start: dict[str, Any] | None = None
     end: dict[str, Any] | None = None
     peaks: list[dict[str, Any]] = []
@@ -175,6 +211,7 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
     timed_epochs: list[tuple[tuple[float, str, int], EpochWork]] = []
     problems: list[str] = []
     last_time = 0.0
+    rules: Mapping[str, Any] | None = dataset_rules
 
     def trial_of(record: Mapping[str, Any]) -> TrialSummary:
         tid = str(record.get("trial"))
@@ -182,14 +219,14 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
             trials[tid] = TrialSummary(trial=tid, worker=str(record.get("worker")))
         return trials[tid]
 
-    # Journal by journal, each in file order (one writer's records are in time order there): only one journal's
-    # records are held at a time. What depends on the order across journals is ordered by (time, writer, seq).
-    records = (record for batch in journal_set.batches(final=True) for record in batch)
-    for record in records:
+    def take(record: dict[str, Any], in_master_journal: bool) -> None:
+        nonlocal start, end, last_time
         kind = record["type"]
         writer = record["worker"]
         last_time = max(last_time, float(record["time"]))
-        if writer != "master":
+        if not in_master_journal or writer != "master":
+            if kind in CONTROL_TYPES:
+                return  # only the master's journal holds the window, the rules and the probes (an integrity finding)
             w = workers.setdefault(writer, WorkerSummary(worker=writer))
             w.last_seen = record["time"]
             if w.first_seen is None:
@@ -202,6 +239,8 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
                 end = record
             elif kind == "probe":
                 peaks.append(record)
+            elif writer == "master":
+                return  # launches and heads are the integrity checker's
             elif kind == "worker_start":
                 w = workers[writer]
                 w.starts += 1
@@ -236,6 +275,7 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
                 t.eval_flops_per_image = record.get("eval_flops_per_image")
                 t.precision = record.get("precision")
                 t.initialization = record.get("initialization")
+                t.seed = record.get("seed")
             elif kind == "epoch":
                 work = epoch_work(record)
                 timed_epochs.append((record_order(record), work))
@@ -255,6 +295,19 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
         except (KeyError, TypeError, ValueError) as exc:
             problems.append(f"{writer} record {record.get('seq')} ({kind}): unusable ({exc.__class__.__name__}: {exc})")
 
+    # Journal by journal, each in file order (one writer's records are in time order there): only one journal's
+    # records are held at a time. What depends on the order across journals is ordered by (time, writer, seq). The
+    # master's journal comes first: the window, the rules and its records of the workers check everything after it.
+    for writer, batch, hashes in journal_set.named_batches(final=True):
+        if writer != "master":
+            checker.journal(writer, batch, hashes)
+        for record in batch:
+            take(record, writer == "master")
+        if writer == "master" and start is not None:
+            installed = builtin_rules(str(((start.get("config") or {}).get("dataset") or {}).get("name", "unknown")))
+            rules = installed if rules is None else rules
+            checker.master(batch, installed)
+
     journal_set.close()
     problems[:0] = [str(p) for p in journal_set.problems]
     timed_epochs.sort(key=lambda pair: pair[0])
@@ -267,8 +320,9 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
     deadline = float(start["deadline"])
     now = time.time() if now is None else now
     if end is not None:
-        status = "finished"
         t_end = float(end["t_end"])
+        # The declared window is the window: a run ended before its deadline did not run the benchmark.
+        status = "finished" if t_end >= deadline else "interrupted"
     elif _master_alive(paths):
         status = "running"
         t_end = min(now, deadline)
@@ -282,25 +336,24 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
 
     config = dict(start.get("config") or {})
     dataset = str((config.get("dataset") or {}).get("name", "unknown"))
-    if dataset_rules is None:
-        dataset_rules = start.get("rules") or {}
-    rules = validity(
-        rules=dataset_rules,
+    if rules is None:  # a dataset this aiperf does not know (an integrity finding): judge by the strictest rules
+        rules = {"valid": False, "invalid_reason": f"{dataset} has no built-in rules in this aiperf"}
+    validity_rules = validity(
+        rules=rules,
         dataset=dataset,
         duration_s=t_end - t0,
         epochs=counted,
         initializations=[t.initialization or "unrecorded" for t in trials.values() if t.epochs_done],
         dataset_problems=list(start.get("dataset_problems") or []),
     )
-    if status != "finished":
-        rules.append(Rule("run finished", False, f"the experiment is {status}; figures are provisional"))
+    validity_rules.append(_window_rule(status, t_end, deadline, (end or {}).get("reason")))
     peaks_by_node = node_peaks(peaks)
     ratio = efficiency(final.score, peaks_by_node.values())
     efficiency_note = None
     if ratio is not None and ratio > 1.0:
         efficiency_note = (
-            f"efficiency {ratio:.0%} is above 100%: the probes read low (the nodes were busy while they were probed), "
-            "so the efficiency figure is not meaningful for this run"
+            f"efficiency {ratio:.0%} is above 100%: the probes read low or the work was overstated, so the run "
+            "is not valid"
         )
     v1 = v1_score(counted, t0, {t.trial: t.v1_flops_per_image for t in trials.values() if t.v1_flops_per_image})
     window = t_end - t0
@@ -312,6 +365,31 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
         name: {"sha256": reader.sha256, "bytes": reader.offset, "chain_breaks": list(reader.chain_breaks)}
         for name, reader in sorted(journal_set.readers.items())
     }
+    breaks = {
+        n: [b.replace(str(r.path), f"journals/{n}", 1) for b in r.chain_breaks] for n, r in journal_set.readers.items()
+    }
+    findings = checker.finish(breaks, peaks_by_node)
+    integrity = [str(f) for f in findings]
+    validity_rules.append(
+        Rule(
+            "integrity",
+            not integrity,
+            "the records agree with the rules, the code and the master's records of the workers"
+            if not integrity
+            else f"{len(integrity)} finding(s); first: {integrity[0]}",
+        )
+    )
+    audit = _audit(paths, validity_rules)
+    implausible = checker.plausibility(peaks_by_node)
+    if ratio is not None and ratio > 1.0:
+        implausible.append(f"efficiency {ratio:.1%} of the probed peaks is above 100%")
+    validity_rules.append(
+        Rule(
+            "plausibility",
+            not implausible,
+            "no node ran above its probed peak" if not implausible else "; ".join(implausible[:3]),
+        )
+    )
     return Result(
         experiment=str(start.get("experiment", paths.root.name)),
         root=str(paths.root),
@@ -329,17 +407,52 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
         efficiency=ratio,
         efficiency_note=efficiency_note,
         node_peaks=peaks_by_node,
-        rules=rules,
-        valid=all(r.passed for r in rules),
+        rules=validity_rules,
+        valid=all(r.passed for r in validity_rules),
         trials=sorted(trials.values(), key=lambda t: (t.t_start or 0.0, t.trial)),
         workers=sorted(workers.values(), key=lambda w: w.worker),
         problems=problems,
         journals=journals,
         environment=dict(start.get("environment") or {}),
-        dataset_rules=dict(dataset_rules),
+        dataset_rules=dict(rules),
         end_reason=(end or {}).get("reason"),
         epochs=counted,
+        integrity=integrity,
+        audit=audit,
     )
+
+
+def _audit(paths: ExperimentPaths, rules: list[Rule]) -> dict[str, Any] | None:
+    """The summary of audit.json (``aiperf audit``), if there is one; a failed audit is a failed rule."""
+    from aiperf.audit import audit_summary, load_audit
+    from aiperf.errors import HistoryError
+
+    try:
+        doc = load_audit(paths)
+    except HistoryError as exc:
+        rules.append(Rule("audit", False, str(exc)))
+        return None
+    if doc is None:
+        return None
+    summary = audit_summary(doc)
+    failed = [f"{t['trial']}: {t['problems'][0]}" for t in summary["trials"] if t["problems"]]
+    detail = (
+        f"{len(summary['trials'])} trial(s) re-executed, all agree with their journals"
+        if summary["passed"]
+        else "; ".join(failed[:2]) or "the audit failed"
+    )
+    rules.append(Rule("audit", summary["passed"], detail))
+    return summary
+
+
+def _window_rule(status: str, t_end: float, deadline: float, reason: str | None) -> Rule:
+    """The declared window is the window: only a run that reached its deadline is a result."""
+    if status == "finished":
+        return Rule("window", True, "ran to its declared deadline")
+    if status == "running":
+        return Rule("window", False, "the experiment is running; figures are provisional")
+    why = f" ({reason})" if reason else " (the master stopped and was not resumed)"
+    return Rule("window", False, f"interrupted {max(0.0, deadline - t_end):.0f} s before its declared deadline{why}")
 
 
 def environment() -> dict[str, Any]:

@@ -214,10 +214,16 @@ def _validity(result: Result) -> str:
         for r in result.rules
     ]
     rules = json.dumps(result.dataset_rules, indent=1, sort_keys=True, default=str)
+    findings = ""
+    if result.integrity:
+        items = "".join(f"<li>{_e(f)}</li>" for f in result.integrity)
+        findings = f'<h3 class="fail">Integrity findings ({len(result.integrity)})</h3><ul class="small">{items}</ul>'
     return (
         f'<section id="validity"><h2>Validity {_badge(result)}</h2>'
         + _table(("", "rule", "detail"), rows)
-        + f"<details><summary>dataset rules applied</summary><pre>{_e(rules)}</pre></details></section>"
+        + findings
+        + f"<details><summary>dataset rules applied (this aiperf's built-in rules)</summary><pre>{_e(rules)}</pre>"
+        "</details></section>"
     )
 
 

@@ -93,6 +93,7 @@ def _trial(t: TrialSummary, result: Result) -> dict[str, Any]:
         "eval_flops_per_image": _num(t.eval_flops_per_image),
         "precision": t.precision,
         "initialization": t.initialization,
+        "seed": _num(t.seed),
         "epochs_budget": _num(t.epochs_budget),
         "epochs": t.epochs_done,
         "best_top1": t.best_top1,
@@ -155,6 +156,7 @@ def result_to_json(result: Result) -> dict[str, Any]:
             "official": result.official,
             "rules": [{"name": r.name, "passed": r.passed, "detail": r.detail} for r in result.rules],
             "dataset_rules": result.dataset_rules,
+            "integrity": list(result.integrity),
         },
         "timeline": [_point(p) for p in result.timeline],
         "best_architectures": [
@@ -178,6 +180,7 @@ def result_to_json(result: Result) -> dict[str, Any]:
             for w in result.workers
         ],
         "problems": list(result.problems),
+        "audit": result.audit,
         "journals": {
             name: {
                 "sha256": info.get("sha256"),

@@ -86,10 +86,11 @@ def format_ratio(fraction: float | None) -> str:
 
 
 def verdict(result: Result) -> str:
-    """``VALID``; ``PROVISIONAL`` while the only failed rule is that the run has not finished; else ``INVALID``."""
+    """``VALID``; ``PROVISIONAL`` while the run goes on and the only failed rule is that its window is still open;
+    else ``INVALID``."""
     if result.valid:
         return "VALID"
-    if result.status != "finished" and all(r.passed or r.name == "run finished" for r in result.rules):
+    if result.status == "running" and all(r.passed or r.name == "window" for r in result.rules):
         return "PROVISIONAL"
     return "INVALID"
 
@@ -191,6 +192,8 @@ def format_summary(result: Result) -> str:
     lines.extend(f"               - {r.name}: {r.detail}" for r in failed)
     if result.problems:
         lines.append(f"journals     {len(result.problems)} unusable line(s) skipped (listed in the report)")
+    if result.integrity:
+        lines.append(f"integrity    {len(result.integrity)} finding(s) (listed in the report and result.json)")
     lines += [
         f"report       {paths.report_html}",
         f"result.json  {paths.result_json}",
