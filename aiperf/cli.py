@@ -82,6 +82,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     """One worker rank (started by a launcher; not usually run by hand)."""
     from aiperf.worker import run_worker
 
+    if args.worker_id == "master":
+        raise AiperfError("worker id 'master' is reserved for the master's journal: choose another --worker-id")
     return run_worker(Path(args.experiment), args.worker_id)
 
 
@@ -113,6 +115,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     report = verify_experiment(Path(args.experiment))
     print(format_verify(report))
     return 0 if report.ok else 1
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    """Re-execute a random sample of finished trials and compare them with their journals: 0 passed, 1 not."""
+    from aiperf.audit import audit_experiment, format_audit
+
+    report = audit_experiment(Path(args.experiment), trials=args.trials, seed=args.seed, threads=args.threads)
+    print(format_audit(report))
+    return 0 if report.passed else 1
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
@@ -232,10 +243,24 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("experiment", help="experiment directory")
     verify.set_defaults(handler=_cmd_verify)
 
+    audit = sub.add_parser(
+        "audit", help="re-train a random sample of an experiment's trials and compare them with their journals"
+    )
+    audit.add_argument("experiment", help="experiment directory")
+    audit.add_argument("--trials", type=int, default=3, help="finished trials to re-execute (default 3)")
+    audit.add_argument("--seed", type=int, help="seed of the random pick (printed; default: a fresh one)")
+    audit.add_argument("--threads", type=int, help="threads per re-run (default: what the worker used)")
+    audit.set_defaults(handler=_cmd_audit)
+
     probe = sub.add_parser("probe", help="measure this node's dense GEMM peak")
     probe.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "tf32", "fp32"])
     probe.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    probe.add_argument("--seconds", type=float, default=2.0, help="length of the timed matmul bursts (3 of them)")
+    probe.add_argument(
+        "--seconds",
+        type=float,
+        default=2.0,
+        help="total length of the timed matmul bursts (5 of them; the median counts)",
+    )
     probe.add_argument("--json", action="store_true", help="print the probe record as JSON")
     probe.set_defaults(handler=_cmd_probe)
 
