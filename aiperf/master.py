@@ -98,6 +98,7 @@ class Master:
         self._tail: JournalSet | None = None
         self._lock_fd: int | None = None
         self._launches: dict[str, int] = {}  # launch records per worker id, this experiment's whole life
+        self._unwritten: list[dict[str, Any]] = []  # the master's records a full disk held back, oldest first
         self._grown: set[str] = set()  # worker journals that grew since the master last journalled their heads
         self._next_heads = 0.0
 
@@ -330,8 +331,7 @@ class Master:
         self._started(slot, self.launcher.start(self._worker_spec(slot)), now)
 
     def _started(self, slot: _Slot, handle: WorkerHandle, now: float) -> None:
-        assert self.journal is not None
-        self.journal.emit(
+        self._emit_record(
             {
                 "type": "launch",
                 "launched": slot.worker_id,
@@ -396,6 +396,7 @@ class Master:
     def _record_heads(self, records: list[dict[str, Any]], now: float) -> None:
         """Journal the heads of the worker journals that grew: the master's cross-record of what each worker wrote,
         which a journal cut, replaced or rewritten later no longer matches (aiperf.integrity)."""
+        self._emit_record(None)  # what a full disk held back, first
         self._grown.update(str(r.get("worker")) for r in records if r.get("worker") != "master")
         if not self._grown or now < self._next_heads:
             return
@@ -403,8 +404,22 @@ class Master:
         self._grown.clear()
         self._next_heads = now + HEADS_EVERY_S
         if heads:
-            assert self.journal is not None
-            self.journal.emit({"type": "heads", "heads": heads})
+            self._emit_record({"type": "heads", "heads": heads})
+
+    def _emit_record(self, event: dict[str, Any] | None) -> None:
+        """Journal a record of the window (a launch, heads) without ever stopping the run for it: on a full disk it
+        waits, in order, for the next try (every poll, or ``event`` None), and the window goes on."""
+        assert self.journal is not None
+        if event is not None:
+            self._unwritten.append(event)
+        while self._unwritten:
+            try:
+                self.journal.emit(self._unwritten[0])
+            except HistoryError as exc:
+                if len(self._unwritten) == 1:
+                    self.say(f"the master's journal falls behind: {exc}")
+                return
+            self._unwritten.pop(0)
 
     def _pass_on(self, records: list[dict[str, Any]]) -> None:
         """Copy what the workers wrote into the history feed they follow. The feed is derived data: a write that
@@ -521,6 +536,7 @@ class Master:
                 t_end, reason = self.deadline, "the window closed"
             else:
                 t_end, reason = now, "stopped early"
+            self._emit_record(None)
             self.journal.emit({"type": "experiment_end", "t_end": t_end, "reason": reason, "heads": self._heads()})
             if self.slots and not self.interrupted and self.launcher.reprobe:
                 self._probe_again()

@@ -22,7 +22,6 @@ from typing import Any
 from xml.etree import ElementTree
 
 import pytest
-
 from _consistent import ARCH, COUNTS, DIGITS_RULES, EVAL_FPI, TRAIN_FPI, V1_FPI, heads, launch, proposal, trial_start
 from _consistent import experiment_start as start_payload
 

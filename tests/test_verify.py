@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from _consistent import EVAL_FPI, TRAIN_FPI, experiment_start, heads, launch, proposal, trial_start
 
 from aiperf.config import Config, DatasetConfig
