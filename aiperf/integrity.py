@@ -494,6 +494,8 @@ class IntegrityChecker:
             self.add("timing", f"{label} was written {event.t_end - event.time:.1f} s before it ended")
         if self.start is not None and event.t_start + CLOCK_TOLERANCE_S < self.start.t0:
             self.add("timing", f"{label} started {self.start.t0 - event.t_start:.1f} s before the window opened")
+        if self.start is not None and event.t_start > self.start.deadline + CLOCK_TOLERANCE_S:
+            self.add("timing", f"{label} started {event.t_start - self.start.deadline:.1f} s after the window closed")
         if state.last_epoch_end is not None and event.t_start + SAME_CLOCK_TOLERANCE_S < state.last_epoch_end:
             self.add(
                 "timing",

@@ -1,8 +1,6 @@
-"""``aiperf verify DIR``: check that an experiment's result follows from its journals, and that neither changed.
+"""``aiperf verify DIR``: check that an experiment's result follows from its journals, and that they can be believed.
 
-A result is only as good as the records it was computed from. Every journal is a hash chain (each record carries
-the SHA-256 of the line before it) and ``result.json`` carries the SHA-256 and size of every journal as the report
-read it. :func:`verify_experiment` checks, and reports every failure as one line:
+:func:`verify_experiment` checks, and reports every failure as one line:
 
 1. each journal's chain and sequence (:func:`aiperf.history.verify_chain`), and that it was written by the writer
    its file is named after: a record altered, removed or reordered breaks the chain at the record after it;
@@ -11,12 +9,19 @@ read it. :func:`verify_experiment` checks, and reports every failure as one line
 3. the result itself: it is recomputed from the journals with :func:`aiperf.report.analyze`, the same pure
    function the master used, and compared with ``result.json`` -- the headline figures (score, regulated score,
    FLOPs, best top-1, epochs, validity, window) one by one with a relative tolerance, then every other field;
-4. ``config.json`` against the configuration digest the master journalled when the window opened.
+4. ``config.json`` against the configuration digest the master journalled when the window opened;
+5. every integrity finding of :mod:`aiperf.integrity` -- the records against the installed rules, the FLOP counter,
+   the trainer's sequence, the master's launches and journal heads -- and the plausibility rule (no node above its
+   probed peak, efficiency at most 100%);
+6. ``audit.json``, where ``aiperf audit`` ran: that it audited these journals, and that its verdict follows from its
+   figures (:func:`aiperf.audit.check_audit`).
 
-What this proves, and what not: the chain and the digests make any after-the-fact edit of a journal or of the
-report visible, unless the editor rewrites the whole chain from the edit on *and* regenerates the report (there is
-no secret or signature; anyone who can write the files can forge consistent ones). Keeping a copy of
-``result.json`` (or just its journal digests) elsewhere closes that gap: the journals then cannot change unseen.
+What this proves, and what not: steps 1-4 make any after-the-fact edit visible unless the editor rewrites the chains
+*and* regenerates the report (there is no secret: anyone who can write the files can forge consistent ones). Step 5
+catches every edit that leaves the records disagreeing with each other, with the code or with physics -- FLOPs that
+are not the architecture's, images that are not the dataset's, a worker training two trials at once, a journal the
+master did not launch or read differently. A forger who rewrites every journal consistently, with plausible timings,
+passes steps 1-5; only re-execution catches that (``aiperf audit``, step 6).
 """
 
 from __future__ import annotations

@@ -82,10 +82,11 @@ def rechain(paths: ExperimentPaths, writer: str, records: Records) -> dict[int, 
 def reanchor(paths: ExperimentPaths, worker: str, hashes: dict[int, str]) -> None:
     """Rewrite the master's records of ``worker``'s journal heads to match a forged journal (the full forger)."""
     master = load(paths, "master")
+    last = max(hashes)
     for record in master:
         heads = record.get("heads")
         if isinstance(heads, dict) and worker in heads:
-            seq = heads[worker][0]
+            seq = last if record["type"] == "experiment_end" else heads[worker][0]  # the end names the last record
             heads[worker] = [seq, head_hash(hashes[seq])]
     rechain(paths, "master", master)
 
@@ -173,7 +174,7 @@ def test_a_rewritten_experiment_start_cannot_claim_other_rules(exp: ExperimentPa
     master = load(exp, "master")
     start = next(r for r in master if r["type"] == "experiment_start")
     config = Config.from_json(start["config"]).to_json()
-    config["dataset"]["name"] = "imagenet"
+    config["dataset"].update(name="imagenet", path="/data/imagenet")
     config["train"]["precision"] = "fp16"
     imagenet = builtin_rules("imagenet") or {}
     start.update(

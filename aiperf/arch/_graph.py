@@ -128,7 +128,7 @@ class Graph:
         history: the network-morphism operations that produced this graph, oldest first (not part of the hash).
     """
 
-    __slots__ = ("_consumers", "_hash", "history", "input_id", "nodes", "output", "shapes")
+    __slots__ = ("_canonical", "_consumers", "_hash", "history", "input_id", "nodes", "output", "shapes")
 
     def __init__(
         self,
@@ -185,6 +185,7 @@ class Graph:
         self.history: tuple[dict[str, Any], ...] = tuple(dict(h) for h in history)
         self._consumers = {k: tuple(v) for k, v in consumers.items()}
         self._hash: str | None = None
+        self._canonical: Graph | None = None
         if limits is not None and (limits.max_params is not None or limits.max_forward_flops is not None):
             self.check_limits(limits)
 
@@ -350,6 +351,8 @@ class Graph:
         (structural colour, canonical ids of its inputs) goes first. Colours come from :meth:`_colors` and never
         depend on node ids, so renumbering a graph or permuting an ``add``'s inputs gives the same result.
         """
+        if self._canonical is not None:  # immutable: computed once (the hash and the v1 counter both need it)
+            return self._canonical
         colors = self._colors()
         order: list[int] = []
         new_id: dict[int, int] = {}
@@ -381,7 +384,8 @@ class Graph:
             if isinstance(node.op, Add):
                 ins = tuple(sorted(ins))
             nodes.append(Node(new_id[old], node.op, ins))
-        return Graph(nodes, new_id[self.output], self.history, limits=None)
+        self._canonical = Graph(nodes, new_id[self.output], self.history, limits=None)
+        return self._canonical
 
     def content_hash(self) -> str:
         """SHA-256 of the canonical structure (ops, parameters, edges); history excluded. Stable across runs."""
