@@ -466,3 +466,20 @@ def test_gpu_script_stops_clearly_without_a_gpu(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "no CUDA GPU" in done.stderr
     assert not (tmp_path / "experiment").exists()
+
+
+# -- integrity -------------------------------------------------------------------------------------------------------
+
+
+def test_integrity_bench_writes_experiments_that_verify(tmp_path: Path) -> None:
+    """The bench's two experiments agree with the code (no finding), and a distinct architecture per trial costs
+    one recount per trial: the 'distinct' experiment holds as many different architectures as trials."""
+    bench = _bench("bench_integrity")
+    from aiperf.report import analyze
+
+    for distinct in (False, True):
+        paths = bench._experiment(tmp_path / str(distinct), trials=6, epochs=2, distinct=distinct)
+        result = analyze(paths)
+        assert result.integrity == [] and result.status == "finished"
+        hashes = {t.arch_hash for t in result.trials}
+        assert len(hashes) == (6 if distinct else 1)
