@@ -110,14 +110,17 @@ class Proposal:
         return self.graph.content_hash()
 
     def trained_graph(self, limits: ArchLimits | None = None) -> Graph:
-        """The graph that is actually trained: dropout and the late convs' kernel size applied.
+        """The graph that is actually trained: dropout and the late convs' kernel size applied to the canonical
+        architecture, the one the proposal journals -- so the journal alone rebuilds the trained network, layer order
+        (and so the seeded initial weights) included, and ``aiperf audit`` can re-train it exactly.
 
         ``limits`` defaults to the architecture IR's default ceilings.
         """
         dropout, kernel = self.hparams.get("dropout"), self.hparams.get("kernel_size")
+        canon = self.graph.canonical()
         if limits is None:
-            return apply_hyperparameters(self.graph, dropout=dropout, kernel_size=kernel)
-        return apply_hyperparameters(self.graph, dropout=dropout, kernel_size=kernel, limits=limits)
+            return apply_hyperparameters(canon, dropout=dropout, kernel_size=kernel)
+        return apply_hyperparameters(canon, dropout=dropout, kernel_size=kernel, limits=limits)
 
     def to_event(self) -> dict[str, Any]:
         """The ``proposal`` event payload of :mod:`aiperf.events` (the journal writer adds the envelope)."""
