@@ -15,11 +15,12 @@ higher accuracies -- can only be caught by doing the work again. The audit does,
    - the journalled rate, images over the epoch's wall time, must not exceed the rate re-measured here by more than
      :data:`RATE_FACTOR` over the trial.
 
-The top-1 tolerance: with the same seed, data order, precision and threads the trainer is deterministic on one CPU
-(the re-run reproduces the journalled top-1 exactly: tests/test_integrity.py), and a different thread count or machine
-changes only the order of floating-point sums. That noise moves a small network's top-1 by a few validation images
-per epoch; :data:`TOP1_TOLERANCE` (0.05, 18 of digits' 360 images) bounds it with a margin, while a raised accuracy
-that matters to the regulated score moves it by more. The rate factor allows for an audit machine slower than the
+The top-1 tolerance: a worker trains the canonical graph its proposal journals, seeded (weights, data order,
+augmentation), so with the same precision and threads on the same kind of machine the re-run repeats the journalled
+curve exactly (two re-runs of a digits trial agree to the last image). A different thread count or machine only
+reorders floating-point sums, which moves a small network's top-1 by a few validation images per epoch;
+:data:`TOP1_TOLERANCE` (0.05, 18 of digits' 360 images) bounds that with a margin, while a raised accuracy that
+matters to the regulated score moves it by more. The rate factor allows for an audit machine slower than the
 cluster's nodes by up to a third; a journal whose times were shortened to fit more work into the window fails it.
 
 Results go to ``audit.json`` (schema ``aiperf.audit/1``); the report then shows them (section "audit"), a failed audit

@@ -257,6 +257,10 @@ def test_an_honest_experiment_passes_the_audit(exp: ExperimentPaths) -> None:
     assert passed
     doc = json.loads(exp.audit_json.read_text())
     assert len(doc["trials"]) == 2 and all(t["rerun"] for t in doc["trials"])
+    gaps = [
+        abs(a["top1"] - b["top1"]) for t in doc["trials"] for a, b in zip(t["journalled"], t["rerun"], strict=False)
+    ]
+    print(f"largest per-epoch top-1 difference, journal vs re-run: {max(gaps):.4f}")
     assert json.loads(exp.result_json.read_text())["audit"]["passed"] is True
     assert "audit" in exp.report_html.read_text()
     assert verify_experiment(exp).ok, verify_experiment(exp).problems
