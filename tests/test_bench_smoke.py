@@ -483,3 +483,27 @@ def test_integrity_bench_writes_experiments_that_verify(tmp_path: Path) -> None:
         assert result.integrity == [] and result.status == "finished"
         hashes = {t.arch_hash for t in result.trials}
         assert len(hashes) == (6 if distinct else 1)
+
+
+def test_integrity_recounts_in_a_pool_of_processes_with_the_same_findings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches with many distinct architectures are recounted in a process pool: the findings are the same as in
+    the caller's process, a forged count included."""
+    from test_integrity import load, rechain
+
+    import aiperf.integrity as integrity
+    from aiperf.report import analyze
+
+    bench = _bench("bench_integrity")
+    paths = bench._experiment(tmp_path / "exp", trials=8, epochs=1, distinct=True)
+    records = load(paths, "w001")
+    start = next(r for r in records if r["type"] == "trial_start")
+    start["train_flops_per_image"] *= 3
+    rechain(paths, "w001", records)
+    inline = analyze(paths).integrity
+    monkeypatch.setattr(integrity, "POOL_MIN", 2)
+    monkeypatch.setattr(integrity, "BATCH_TRIALS", 3)
+    pooled = analyze(paths).integrity
+    assert any(f.startswith("flops:") and start["trial"] in f for f in inline), inline
+    assert sorted(pooled) == sorted(inline)
