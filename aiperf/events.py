@@ -94,6 +94,7 @@ __all__ = [
     "WorkerStop",
     "Probe",
     "decode",
+    "TYPED",
     "EventSink",
     "ListSink",
     "NullSink",
@@ -284,6 +285,8 @@ _CLASSES: dict[str, type[Event]] = {
         Probe,
     )
 }
+TYPED = frozenset(_CLASSES)  # the record types :func:`decode` knows
+
 # Payload fields without which a record means nothing (the others default, for records of older versions).
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "experiment_start": ("t0", "deadline"),
