@@ -1,0 +1,100 @@
+"""The typed event model: every record type decodes into its dataclass, and a malformed record is refused with the
+name of the field that is wrong."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from aiperf.events import CONTROL_TYPES, EVENT_TYPES, TYPED, EventError, decode
+
+ENVELOPE = {"v": 1, "seq": 3, "worker": "w000", "time": 1.5e9, "host": "h", "prev": "0" * 64}
+PAYLOADS: dict[str, dict[str, Any]] = {
+    "experiment_start": {"experiment": "e", "t0": 1.0, "deadline": 61, "config": {}, "rules": {}, "workers": 2},
+    "experiment_end": {"t_end": 61.0, "reason": "the window closed", "heads": {"w000": [4, "ab" * 8]}},
+    "launch": {"launched": "w000", "node": "n1", "launcher": "slurm", "attempt": 1},
+    "heads": {"heads": {"w000": [4, "ab" * 8]}},
+    "worker_start": {"node": "n1", "ranks": 2, "devices": "cuda", "pid": 7, "threads": 4},
+    "heartbeat": {"trial": None, "idle_s": 0.5},
+    "proposal": {"trial": "w000-1", "arch": {}, "hparams": {"lr": 0.1}, "epochs": 4, "v1_flops_per_image": [1, 2.5]},
+    "trial_start": {"trial": "w000-1", "train_flops_per_image": 3e6, "eval_flops_per_image": 1e6, "seed": 0},
+    "epoch": {
+        "trial": "w000-1",
+        "epoch": 1,
+        "t_start": 10.0,
+        "t_end": 12,
+        "train_images": 1437,
+        "eval_images": 360,
+        "top1": 0.5,
+        "train_flops_per_image": 3e6,
+        "eval_flops_per_image": 1e6,
+    },
+    "trial_end": {"trial": "w000-1", "status": "finished", "best_top1": 0.5, "reward": None, "epochs": 1},
+    "worker_stop": {"reason": "done"},
+    "probe": {"node": "n1", "peak_flops": 1e12, "precision": "bf16", "phase": "before"},
+}
+
+
+def test_every_typed_record_type_has_a_sample_and_decodes() -> None:
+    assert set(PAYLOADS) == set(TYPED) and set(TYPED) <= set(EVENT_TYPES) and CONTROL_TYPES <= set(TYPED)
+    for kind, payload in PAYLOADS.items():
+        event = decode({**ENVELOPE, "type": kind, **payload, "diagnostic_s": 0.1})  # extra fields are ignored
+        assert event.TYPE == kind and event.seq == 3 and event.worker == "w000"
+        for name, value in payload.items():
+            if hasattr(event, name):
+                assert getattr(event, name) == value
+
+
+def test_ints_are_accepted_as_floats_and_kept_as_floats() -> None:
+    event = decode({**ENVELOPE, "type": "epoch", **PAYLOADS["epoch"]})
+    assert isinstance(event.t_end, float) and isinstance(event.train_images, int)
+
+
+@pytest.mark.parametrize(
+    ("kind", "change", "named"),
+    [
+        ("epoch", {"epoch": "1"}, "'epoch'"),
+        ("epoch", {"top1": True}, "'top1'"),  # a bool is not a number
+        ("epoch", {"train_images": 1437.0}, "'train_images'"),  # a count is an integer
+        ("trial_start", {"train_flops_per_image": None}, "'train_flops_per_image'"),
+        ("launch", {"attempt": "0"}, "'attempt'"),
+        ("heads", {"heads": [["w000", 4]]}, "'heads'"),
+        ("proposal", {"v1_flops_per_image": [1, "x"]}, "'v1_flops_per_image'"),
+        ("experiment_end", {"t_end": "soon"}, "'t_end'"),
+        ("probe", {"peak_flops": "1e12"}, "'peak_flops'"),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_named(kind: str, change: dict[str, Any], named: str) -> None:
+    with pytest.raises(EventError, match=named):
+        decode({**ENVELOPE, "type": kind, **PAYLOADS[kind], **change})
+
+
+REQUIRED = {
+    "experiment_start": ("t0", "deadline"),
+    "experiment_end": ("t_end",),
+    "launch": ("launched", "node"),
+    "heads": ("heads",),
+    "proposal": ("trial", "epochs"),
+    "trial_start": ("trial", "train_flops_per_image", "eval_flops_per_image"),
+    "epoch": tuple(PAYLOADS["epoch"]),
+    "trial_end": ("trial", "status"),
+    "probe": ("node", "peak_flops"),
+}
+
+
+@pytest.mark.parametrize(("kind", "name"), [(k, n) for k, names in REQUIRED.items() for n in names])
+def test_a_missing_required_field_is_named(kind: str, name: str) -> None:
+    payload = {k: v for k, v in PAYLOADS[kind].items() if k != name}
+    with pytest.raises(EventError, match=f"no '{name}'"):
+        decode({**ENVELOPE, "type": kind, **payload})
+
+
+def test_unknown_types_and_missing_envelopes_are_refused() -> None:
+    with pytest.raises(EventError, match="unknown record type"):
+        decode({**ENVELOPE, "type": "coffee"})
+    with pytest.raises(EventError, match="unknown record type"):
+        decode({**ENVELOPE, "type": None})
+    envelope = {k: v for k, v in ENVELOPE.items() if k != "seq"}
+    with pytest.raises(EventError, match="envelope"):
+        decode({**envelope, "type": "heartbeat"})
