@@ -262,7 +262,8 @@ def test_an_honest_experiment_passes_the_audit(exp: ExperimentPaths) -> None:
     ]
     print(f"largest per-epoch top-1 difference, journal vs re-run: {max(gaps):.4f}")
     assert json.loads(exp.result_json.read_text())["audit"]["passed"] is True
-    assert "audit" in exp.report_html.read_text()
+    page = exp.report_html.read_text()
+    assert 'id="audit"' in page and "PASSED" in page
     assert verify_experiment(exp).ok, verify_experiment(exp).problems
     print(f"audit of 2 digits trials: {time.perf_counter() - started:.1f} s")
 
@@ -289,6 +290,8 @@ def test_a_raised_accuracy_fails_the_audit(exp: ExperimentPaths) -> None:
     row = next(t for t in doc["trials"] if t["trial"] == target)
     assert any("top-1" in p for p in row["problems"])
     assert not analyze(exp).valid  # a failed audit is a failed rule
+    page = exp.report_html.read_text()
+    assert 'id="audit"' in page and "FAILED" in page and target in page
 
 
 def test_halved_epoch_durations_fail_the_audit(exp: ExperimentPaths) -> None:
