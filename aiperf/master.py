@@ -461,9 +461,14 @@ class Master:
 
 
 def _last_lines(path: Path, count: int = 3) -> str:
-    """The last non-empty lines of a log, joined on one line (for error messages)."""
+    """The last non-empty lines of a log, joined on one line (for error messages; a worker's own ``aiperf: error:``
+    prefix is dropped, so the master's one error line does not nest a second one)."""
     try:
-        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        lines = [
+            line.strip().removeprefix("aiperf: error: ")
+            for line in path.read_text(errors="replace").splitlines()
+            if line.strip()
+        ]
     except OSError:
         return f"(no log at {path})"
     return " | ".join(lines[-count:]) or f"(empty log {path})"
@@ -525,7 +530,10 @@ def run_experiment(
         except (OSError, ValueError) as exc:
             raise HistoryError(f"cannot read {paths.config}: {exc}") from None
     else:
+        from aiperf.preflight import check_before_start
+
         config = config or load_config()
+        check_before_start(config)  # before any directory, probe or worker: a mistake leaves nothing behind
         root = new_experiment_dir(config)
         if root.exists() and any(root.iterdir()):
             raise HistoryError(f"experiment directory {root} is not empty: pass --resume {root} to continue it")
