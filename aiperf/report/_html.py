@@ -30,6 +30,7 @@ from aiperf.report._text import (
     format_utc,
     trial_counts,
     trial_state,
+    v1_left_out,
     verdict,
     worker_state,
 )
@@ -160,7 +161,6 @@ def _figures(result: Result) -> str:
             "score / sum of probed GEMM peaks",
         ),
         _card("Validity", verdict(result), "failed: " + ", ".join(failed) if failed else "every rule passed"),
-        _card("AIPerf v1 figure", format_rate(result.v1_score), "v1 convention, see below"),
     ]
     return f'<section class="cards">{"".join(cards)}</section>'
 
@@ -192,6 +192,11 @@ def _plots(result: Result) -> str:
 
 
 def _v1(result: Result) -> str:
+    """The v1 figure in small type below the plots, never as a card beside the score; left out with the reason
+    where it is not comparable (any dataset but ImageNet)."""
+    why = v1_left_out(result)
+    if why is not None:
+        return f'<section id="v1"><h2>AIPerf v1 figure</h2><p class="note small">Left out: {_e(why)}.</p></section>'
     counted = sum(1 for t in result.trials if t.v1_flops_per_image and t.epochs_done)
     missing = (
         f" {counted} of {sum(1 for t in result.trials if t.epochs_done)} trials with finished epochs carry v1"
@@ -199,7 +204,7 @@ def _v1(result: Result) -> str:
     )
     return (
         '<section id="v1"><h2>AIPerf v1-comparable figure</h2>'
-        f"<p><strong>{_e(format_rate(result.v1_score))}</strong> (AIPerf v1 convention)</p>"
+        f"<p>{_e(format_rate(result.v1_score))} (AIPerf v1 convention)</p>"
         f'<p class="note small">{_e(V1_NOTE)}{_e(missing)}</p></section>'
     )
 
