@@ -700,7 +700,7 @@ def test_svg_chart_scales_axes_and_labels() -> None:
     assert "<b>" not in chart
     (line,) = svg.iter("polyline")
     ys = [float(p.split(",")[1]) for p in (line.get("points") or "").split()]
-    top, bottom = 30.0, 240 - 36.0
+    top, bottom = 30.0, 260 - 36.0
     assert ys[0] == bottom and ys[1] == top and ys[2] == pytest.approx((top + bottom) / 2)  # 5 is the top tick
     assert "no finished epoch yet" in line_chart([], title="empty")
 

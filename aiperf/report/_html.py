@@ -52,14 +52,16 @@ nav a{margin-right:12px;color:var(--muted)}
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:10px 12px}
 .card .label{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.04em}
 .card .value{font-size:22px;font-weight:600}.card .sub{color:var(--muted);font-size:12px}
+.scroll{max-width:100%;overflow-x:auto}
 table{border-collapse:collapse;width:100%;margin:6px 0}
-th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top}
+th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{background:var(--card);font-weight:600}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.id,th.id{white-space:nowrap;overflow-wrap:normal}
 .pass{color:var(--ok);font-weight:700}.fail{color:var(--bad);font-weight:700}
 code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 pre{background:var(--card);border:1px solid var(--line);padding:8px;overflow:auto;max-height:480px}
-.chart{display:block;max-width:100%;height:auto;margin:6px 0}
+.chart{display:block;width:100%;height:auto;margin:6px 0}
 .chart .grid{stroke:#eef0f3}.chart .axis{stroke:#9ca3af}
 .chart .tick{font-size:11px;fill:var(--muted)}.chart .chart-title{font-size:13px;font-weight:600}
 .chart .last{font-size:11px;font-weight:600}.chart .chart-empty{fill:var(--muted)}
@@ -73,16 +75,28 @@ def _e(value: object) -> str:
     return "" if value is None else html.escape(str(value), quote=True)
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = ()) -> str:
-    """A table whose cells are already-safe HTML fragments (callers escape input with :func:`_e`)."""
-    head = "".join(f'<th class="num">{h}</th>' if i in numeric else f"<th>{h}</th>" for i, h in enumerate(headers))
-    body = "".join(
-        "<tr>"
-        + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(r))
-        + "</tr>"
-        for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = (), ids: Sequence[int] = ()
+) -> str:
+    """A table whose cells are already-safe HTML fragments (callers escape input with :func:`_e`).
+
+    It never widens the page: long text wraps anywhere, and a table still too wide scrolls inside its own box.
+    ``numeric`` columns align right; ``ids`` columns (trial, worker and node names) never wrap, so an id reads whole.
+    """
+
+    def cls(i: int) -> str:
+        return ' class="num"' if i in numeric else ' class="id"' if i in ids else ""
+
+    head = "".join(f"<th{cls(i)}>{h}</th>" for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{c}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _hparam_value(value: Any) -> str:
+    """A hyperparameter as a reader wants it: floats to 4 significant digits (``0.01234``, not 17 digits)."""
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.4g}"
+    return json.dumps(value, allow_nan=False) if _is_json(value) else str(value)
 
 
 def _card(label: str, value: str, sub: str = "") -> str:
@@ -103,9 +117,7 @@ def _flops_per_image(value: Any) -> str:
 
 
 def _hparams(h: dict[str, Any]) -> str:
-    return "<br>".join(
-        f"<code>{_e(k)}</code>={_e(json.dumps(v, allow_nan=False) if _is_json(v) else v)}" for k, v in h.items()
-    )
+    return "<br>".join(f"<code>{_e(k)}</code>={_e(_hparam_value(v))}" for k, v in h.items())
 
 
 def _is_json(value: Any) -> bool:
@@ -264,6 +276,7 @@ def _architectures(result: Result) -> str:
             ),
             rows,
             numeric=(0, 3, 4, 5, 6),
+            ids=(1, 2),
         )
         + '<p class="muted small">Train FLOPs per image count forward and backward; the full architecture JSON of'
         " each is in result.json (<code>best_architectures[].arch</code>).</p></section>"
@@ -313,10 +326,15 @@ def _workers(result: Result) -> str:
             ("worker", "node", "host", "starts", "trials", "epochs", "busy", "utilisation", "state"),
             rows,
             numeric=(3, 4, 5, 6),
+            ids=(0, 1),
         )
         + '<p class="muted small">Utilisation: time spent in finished epochs over the window.</p>'
         + eff
-        + (_table(("node", "probed", "host", "device", "precision", "peak"), probes, numeric=(5,)) if probes else "")
+        + (
+            _table(("node", "probed", "host", "device", "precision", "peak"), probes, numeric=(5,), ids=(0,))
+            if probes
+            else ""
+        )
         + '<p class="muted small">Each node is probed before the window and again after it; its peak is the better '
         "reading (load only ever lowers one).</p>" + "</section>"
     )
@@ -359,6 +377,7 @@ def _trials(result: Result) -> str:
             ),
             (row(t) for t in result.trials),
             numeric=(4, 5, 6, 7),
+            ids=(0, 1, 2),
         )
         + "</details></section>"
     )
