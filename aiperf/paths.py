@@ -79,8 +79,15 @@ class ExperimentPaths:
     def tensorboard(self) -> Path:
         return self.root / "tb"
 
+    @property
+    def hparams(self) -> Path:
+        """TensorBoard's HParams view of the trials, one run (session) per trial: a logdir of its own, so that the
+        thousands of trial runs never crowd the few runs of ``tb/`` out of TensorBoard's Scalars tab."""
+        return self.root / "hparams"
+
     def trial_tensorboard(self, trial: str) -> Path:
-        return self.tensorboard / "trials" / check_id(trial, "trial id")
+        """The trial's HParams session folder (its id is checked: never a path outside ``hparams/``)."""
+        return self.hparams / check_id(trial, "trial id")
 
     @property
     def report_html(self) -> Path:

@@ -606,6 +606,7 @@ def test_summary_names_figures_and_paths(finished: Experiment) -> None:
     assert "VALID under the digits rules" in text
     assert str(finished.paths.report_html) in text and str(finished.paths.result_json) in text
     assert f"tensorboard --logdir {finished.paths.tensorboard}" in text
+    assert f"tensorboard --logdir {finished.paths.hparams}" in text
 
 
 @pytest.mark.parametrize("state", ["running", "interrupted", "finished"])

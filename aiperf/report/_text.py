@@ -227,7 +227,8 @@ def format_summary(result: Result) -> str:
     lines += [
         f"report       {paths.report_html}",
         f"result.json  {paths.result_json}",
-        f"tensorboard  tensorboard --logdir {shlex.quote(str(paths.tensorboard))}",
+        f"tensorboard  tensorboard --logdir {shlex.quote(str(paths.tensorboard))}   (score, workers, epoch curves)",
+        f"hparams      tensorboard --logdir {shlex.quote(str(paths.hparams))}   (one HParams session per trial)",
     ]
     return "\n".join(lines) + "\n"
 
