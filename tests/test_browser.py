@@ -1,17 +1,21 @@
-"""What a user sees, measured in a real browser (headless Chromium): the report's layout.
+"""What a user sees, measured in a real browser (headless Chromium): the report's layout and TensorBoard.
 
 The layout of report.html is a matter of CSS that no HTML parser can judge: whether a table overflows the page, a
 trial id wraps, a chart uses the width. The test loads the real report in Chromium at two window widths and reads
-the measurements back from the page. It skips, with the reason, where no Chromium is installed
-(``apt-get install chromium``).
+the measurements back from the page. TensorBoard is started for real on the loopback, asked through its HTTP API
+what its Scalars and HParams tabs list, and screenshotted. Each test skips, with the reason, where no Chromium is
+installed (``apt-get install chromium``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -20,6 +24,7 @@ from test_report import _trial, make_experiment
 from aiperf.history import JournalWriter
 from aiperf.report import analyze, write_report
 
+ROOT = Path(__file__).resolve().parents[1]
 _MEASURE = """<script>
 const table = document.querySelector('#architectures table');
 const box = table.parentElement;
@@ -75,3 +80,31 @@ def test_the_report_fits_the_page_in_a_real_browser(tmp_path: Path, width: int) 
     assert seen["chart"] >= 0.95 * seen["section"], seen  # the plots use the width
     assert "0.1235" in seen["hparams"] and "0.12345" not in seen["hparams"], seen["hparams"]
     assert "0.09999" not in seen["hparams"] and "0.1" in seen["hparams"], seen["hparams"]
+
+
+def _load(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_tensorboard_shows_two_scalar_runs_and_one_hparams_session_per_trial(tmp_path: Path) -> None:
+    """60 trials (past the ~40 runs TensorBoard ticks by default) through the real monitor, then the real
+    TensorBoard read through its HTTP API and screenshotted by Chromium (scripts/tensorboard_check.py)."""
+    browser = chromium()
+    bench = _load(ROOT / "bench" / "bench_monitor.py", "bench_monitor")
+    tb_check = _load(ROOT / "scripts" / "tensorboard_check.py", "tensorboard_check")
+    figures = bench.run(trials=60, workers=12, epochs=2, batch=40, root=tmp_path / "exp")
+    assert figures["tb_runs"] == 2 and figures["hp_runs"] == 60
+    tensorboard = shutil.which("tensorboard") or str(Path(sys.executable).with_name("tensorboard"))
+    seen = tb_check.check(tmp_path / "exp", tmp_path / "shots", browser, tensorboard)
+    assert seen.scalar_runs == [".", "epochs"]
+    assert seen.sessions == 60
+    assert {"learning_rate", "arch/flops", "arch/params", "arch/depth", "worker", "status"} <= set(seen.hparam_columns)
+    assert {"trial/best_top1", "trial/epochs"} <= set(seen.metric_columns)
+    assert [p.name for p in seen.screenshots] == ["scalars.png", "hparams.png"]
+    assert all(p.stat().st_size > 10_000 for p in seen.screenshots)
