@@ -90,12 +90,17 @@ class Master:
         self.deadline = 0.0
         self._monitor: Any = None
         self._progress: Any = None
+        self._view: Any = None
         self._feed: FeedWriter | None = None
         self._feed_failing = False
 
     # -- logging -------------------------------------------------------------------------------------------------
     def say(self, message: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} {message}", file=self.out, flush=True)
+        line = f"{time.strftime('%H:%M:%S')} {message}"
+        if self._view is not None:  # above the terminal's live status block, never inside it
+            self._view.message(line)
+        else:
+            print(line, file=self.out, flush=True)
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
     def start_new(self) -> None:
@@ -302,7 +307,7 @@ class Master:
         self.say(f"started {slot.worker_id} on {slot.node} ({handle.describe()})")
 
     def _supervise(self) -> None:
-        from aiperf.monitor import Progress, TensorBoardMonitor
+        from aiperf.monitor import LiveView, Progress, TensorBoardMonitor
 
         tail = JournalSet(self.paths.journals)
         self._feed = FeedWriter(self.paths.feed)
@@ -314,7 +319,7 @@ class Master:
         self._monitor.update(records, now)
         if not self.slots and now < self.deadline:  # resumed: the window is open, workers start straight into it
             self._launch_all()
-        next_report = 0.0
+        self._view = LiveView(self.out)  # a status block redrawn on a terminal, a line every 10 s elsewhere
         while self.interrupted is None:
             now = time.time()
             if now >= self.deadline:
@@ -325,11 +330,12 @@ class Master:
             self._monitor.update(records, now)
             self._progress.update(records, now)
             self._watch(now)
-            if now >= next_report:
+            if self._view.due(now):
                 alive = sum(1 for s in self.slots if s.handle is not None and s.handle.poll() is None)
-                self.say(self._progress.line(now, alive))
-                next_report = now + 10.0
+                self._view.update(self._progress, now, alive, stamp=f"{time.strftime('%H:%M:%S')} ")
             time.sleep(min(0.5, max(0.0, self.deadline - now)))
+        self._view.close()
+        self._view = None
         self._stop_workers()
         records = tail.poll()
         tail.close()

@@ -1,4 +1,4 @@
-"""Live views for the master while an experiment runs: TensorBoard files and the progress line.
+"""Live views for the master while an experiment runs: TensorBoard files, and the terminal's status block.
 
 The master polls the journals every few seconds (``JournalSet.poll``) and hands the new records to
 :class:`TensorBoardMonitor` and :class:`Progress`. Both share one :class:`LiveState`, which folds records in
@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, TextIO, TypeGuard
 
 from aiperf.config import format_duration
 from aiperf.errors import AiperfError
@@ -42,7 +42,15 @@ from aiperf.paths import ExperimentPaths, check_id
 from aiperf.report import format_percent, format_rate
 from aiperf.score import regulated_score
 
-__all__ = ["EPOCH_METRICS", "LiveSnapshot", "LiveState", "Progress", "TensorBoardMonitor", "write_session"]
+__all__ = [
+    "EPOCH_METRICS",
+    "LiveSnapshot",
+    "LiveState",
+    "LiveView",
+    "Progress",
+    "TensorBoardMonitor",
+    "write_session",
+]
 
 # Epoch record field -> the metric's name in TensorBoard (the tag is ``<metric>/<worker>`` in the epochs run).
 EPOCH_METRICS = {
@@ -274,6 +282,81 @@ class Progress:
             f" | workers {workers}"
             f" | trials {s.trials_running} running, {s.trials_finished} done, {s.trials_failed} failed"
         )
+
+    def block(self, now: float | None = None, alive: int | None = None) -> list[str]:
+        """The live status block of a terminal: time left, score now, best top-1, trials, workers and nodes up."""
+        s = self.state.snapshot(now)
+        workers = f"{alive} alive" if alive is not None else f"{s.workers_active}/{s.workers_seen} active"
+        if not s.started:
+            return [f"aiperf  waiting for the window to open | workers {workers}"]
+        left = "window closed" if s.ended else f"{format_duration(s.remaining_s)} left"
+        return [
+            f"window   {format_duration(s.elapsed_s)} of {format_duration(s.window_s)}, {left}",
+            f"score    {format_rate(s.score)} now (regulated {format_rate(s.regulated)}), {s.epochs} epochs"
+            + (f", efficiency {100 * s.efficiency:.3g}%" if s.efficiency is not None else ""),
+            f"top-1    {format_percent(s.best_top1)} best so far",
+            f"trials   {s.trials_running} running, {s.trials_finished} finished, {s.trials_failed} failed"
+            + (f", {s.trials_stopped} stopped" if s.trials_stopped else ""),
+            f"workers  {workers} on {s.nodes_active} node{'s' if s.nodes_active != 1 else ''} up",
+        ]
+
+
+class LiveView:
+    """What ``aiperf run`` shows while the window is open: one status block redrawn in place on a terminal, plain
+    progress lines elsewhere (a SLURM log, a pipe), where redrawing would leave escape codes in the file.
+
+    The master routes its own messages through :meth:`message`, so a message never lands inside the block: the
+    block is wiped, the message printed, and the block drawn again below it.
+    """
+
+    def __init__(self, out: TextIO, *, tty: bool | None = None, tty_every_s: float = 1.0, plain_every_s: float = 10.0):
+        if tty is None:
+            try:
+                tty = out.isatty()
+            except (AttributeError, ValueError):  # a closed or a minimal stream
+                tty = False
+        self.out = out
+        self.tty = tty
+        self.every_s = tty_every_s if tty else plain_every_s
+        self._drawn: list[str] = []
+        self._next = 0.0
+
+    def due(self, now: float) -> bool:
+        """Whether :meth:`update` would show something at ``now`` (callers skip costly figures otherwise)."""
+        return now >= self._next
+
+    def update(self, progress: Progress, now: float, alive: int | None = None, stamp: str = "") -> None:
+        """Redraw the block (terminal) or print the progress line (elsewhere), at most once per period."""
+        if not self.due(now):
+            return
+        self._next = now + self.every_s
+        if self.tty:
+            self._draw(progress.block(now, alive))
+        else:
+            print(f"{stamp}{progress.line(now, alive)}", file=self.out, flush=True)
+
+    def message(self, text: str) -> None:
+        """Print a line of the master's log above the block."""
+        block = self._drawn
+        self._wipe()
+        print(text, file=self.out, flush=True)
+        if block:
+            self._draw(block)
+
+    def close(self) -> None:
+        """Leave the last block on screen as it is: later output starts below it."""
+        self._drawn = []
+
+    def _wipe(self) -> None:
+        if self._drawn:
+            self.out.write(f"\x1b[{len(self._drawn)}F\x1b[J")  # to the block's first line, clear to the end
+            self._drawn = []
+
+    def _draw(self, lines: list[str]) -> None:
+        self._wipe()
+        self.out.write("".join(f"{line}\n" for line in lines))
+        self.out.flush()
+        self._drawn = list(lines)
 
 
 class TensorBoardMonitor:

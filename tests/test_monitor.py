@@ -6,6 +6,8 @@ the ones a JournalSet polls from them.
 
 from __future__ import annotations
 
+import io
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from tensorboard.plugins.hparams import metadata as hp_metadata
 from test_report import EPOCH_FLOPS, Experiment, make_experiment
 
 from aiperf.history import JournalSet
-from aiperf.monitor import LiveState, Progress, TensorBoardMonitor
+from aiperf.monitor import LiveState, LiveView, Progress, TensorBoardMonitor
 from aiperf.paths import ExperimentPaths
 from aiperf.report import analyze, format_percent, format_rate
 
@@ -244,3 +246,76 @@ def test_depth_counts_the_weighted_layers_on_the_longest_path(name: str, depth: 
     from aiperf.monitor import _depth
 
     assert _depth(seed(name, (3, 224, 224), 1000).canonical().to_json()) == depth
+
+
+def test_status_block_names_time_left_score_top1_trials_and_nodes(tmp_path: Path) -> None:
+    exp = make_experiment(tmp_path / "exp", state="running")
+    progress = Progress(t0=exp.t0, deadline=exp.deadline)
+    assert progress.block(now=exp.t0)[0].startswith("window   0s of 3m20s, 3m20s left")
+    progress.update(polled(exp))
+    block = progress.block(now=exp.t0 + 40.0, alive=2)
+    assert block[0] == "window   40s of 3m20s, 2m40s left"
+    assert block[1].startswith(f"score    {format_rate(5 * EPOCH_FLOPS / 40.0)} now") and "efficiency" in block[1]
+    assert block[2] == f"top-1    {format_percent(0.95)} best so far"
+    assert block[3] == "trials   1 running, 2 finished, 1 failed"
+    assert block[4] == "workers  2 alive on 2 nodes up"
+
+
+def test_a_terminal_gets_one_block_redrawn_in_place_and_messages_above_it(tmp_path: Path) -> None:
+    """On a real pseudo-terminal: the view finds out by itself that it may redraw."""
+    exp = make_experiment(tmp_path / "exp", state="running")
+    progress = Progress(t0=exp.t0, deadline=exp.deadline)
+    progress.update(polled(exp))
+    leader, follower = os.openpty()
+    with os.fdopen(follower, "w") as terminal:
+        view = LiveView(terminal)
+        assert view.tty
+        view.update(progress, exp.t0 + 40.0, alive=2)
+        view.update(progress, exp.t0 + 40.5, alive=2)  # within the second: nothing drawn
+        view.message("12:00:00 w001 on node1 exited with status 1")
+        view.update(progress, exp.t0 + 41.0, alive=1)
+        view.close()
+    out = b""
+    while chunk := _read_ready(leader):
+        out += chunk
+    os.close(leader)
+    text = out.decode().replace("\r\n", "\n")
+    wipe = "\x1b[5F\x1b[J"
+    first, rest = text.split(wipe, 1)
+    assert first == "\n".join(progress.block(exp.t0 + 40.0, alive=2)) + "\n"  # drawn once, not twice
+    message, rest = rest.split("\n", 1)
+    assert message == "12:00:00 w001 on node1 exited with status 1"  # the block wiped, the message above it ...
+    redrawn, last = rest.split(wipe, 1)
+    assert redrawn == first  # ... and the block drawn again below it
+    assert last == "\n".join(progress.block(exp.t0 + 41.0, alive=1)) + "\n"
+    assert "1 alive" in last
+
+
+def _read_ready(fd: int) -> bytes:
+    import select
+
+    ready, _, _ = select.select([fd], [], [], 0.2)
+    try:
+        return os.read(fd, 65536) if ready else b""
+    except OSError:  # EIO: the terminal's other end is closed and everything was read
+        return b""
+
+
+def test_a_log_file_gets_plain_progress_lines_every_ten_seconds(tmp_path: Path) -> None:
+    exp = make_experiment(tmp_path / "exp", state="running")
+    progress = Progress(t0=exp.t0, deadline=exp.deadline)
+    progress.update(polled(exp))
+    log = io.StringIO()
+    view = LiveView(log)
+    assert not view.tty
+    for second in range(0, 25):
+        view.update(progress, exp.t0 + 30.0 + second, alive=2, stamp="T ")
+    view.message("T a message")
+    lines = log.getvalue().splitlines()
+    assert "\x1b" not in log.getvalue()
+    assert [line.split(" | ")[0] for line in lines] == [
+        "T aiperf  30s/3m20s (2m50s left)",
+        "T aiperf  40s/3m20s (2m40s left)",
+        "T aiperf  50s/3m20s (2m30s left)",
+        "T a message",
+    ]
