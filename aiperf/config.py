@@ -9,7 +9,7 @@ Sections and keys (every key is optional; defaults are the embedded default, a s
                ranks_per_worker = 1;  threads_per_rank = 0 (0: split the cores evenly);  seed = 0
                heartbeat = "0s" (automatic: 2 s up to 600 workers, up to 30 s at 9,000);  stuck_after = "2m"
                max_restarts = 5;  report_margin = "0s"
-               experiment_dir = "experiments/<name>";  hosts = ["n1", "n2"] (mpi)
+               experiment_dir = "reports/<dataset>-<date>-<time>" (the default);  hosts = ["n1", "n2"] (mpi)
     [train]    device = "auto" | "cpu" | "cuda";  precision = "bf16" | "fp16" | "tf32" | "fp32"
                compile = false;  channels_last = "auto" | true | false;  data_workers = 0;  backend = "ddp" | "horovod"
                memory_limit_mb = 0 (cap each rank's address space on CPU nodes, so an oversized candidate fails as a
