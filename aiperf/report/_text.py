@@ -50,14 +50,9 @@ def v1_left_out(result: Result) -> str | None:
     if result.dataset == "imagenet":
         return None
     rules = result.dataset_rules
-    per_epoch = ""
     train, evaluate = rules.get("train_images"), rules.get("eval_images")
-    if isinstance(train, int) and isinstance(evaluate, int):
-        per_epoch = f" ({train:,} + {evaluate:,} per epoch)"
-    return (
-        f"v1's figure counts ImageNet's 1,280,000 + 50,000 images per epoch, so it is comparable only under the "
-        f"imagenet rules; this run trained {result.dataset}{per_epoch}"
-    )
+    has = f" has {train:,} + {evaluate:,}" if isinstance(train, int) and isinstance(evaluate, int) else " differs"
+    return f"v1 assumes ImageNet's 1,280,000 + 50,000 images per epoch; this {result.dataset} run{has}"
 
 
 _PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
