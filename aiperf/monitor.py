@@ -413,8 +413,11 @@ class TensorBoardMonitor:
                     wrote_epoch = self._write_epoch(record) or wrote_epoch
                     info = self._trial(record)  # only the count and the last epoch are kept until trial_end
                     info["epochs"], info["last_epoch"] = info.get("epochs", 0) + 1, record
-                elif kind in ("proposal", "trial_start"):
-                    self._trial(record)[kind] = record
+                elif kind == "proposal":  # the architecture JSON is not kept: its depth is all a session shows
+                    keep = {k: record.get(k) for k in ("hparams", "round", "time")}
+                    self._trial(record)[kind] = {**keep, "depth": _depth(record.get("arch"))}
+                elif kind == "trial_start":
+                    self._trial(record)[kind] = {k: record.get(k) for k in ("params", "train_flops_per_image")}
                 elif kind == "trial_end":
                     self._write_session(record)
             self._write_experiment(now)
@@ -529,7 +532,9 @@ def _depth(arch: object) -> int | None:
 def session_content(
     trial: str, info: Mapping[str, Any], end: Mapping[str, Any]
 ) -> tuple[dict[str, float | str | bool], dict[str, float], float, str]:
-    """The HParams columns of one trial from its journal records: ``(hparams, metrics, start time, status)``.
+    """The HParams columns of one trial from what the monitor kept of its records: ``(hparams, metrics, start time,
+    status)``. ``info`` holds ``proposal`` (its ``hparams``, ``round``, ``time`` and the architecture's ``depth``),
+    ``trial_start`` (``params``, ``train_flops_per_image``), ``epochs`` (a count) and ``last_epoch`` (a record).
 
     hparams: the searched hyperparameters, then what describes the network and where it ran (``arch/flops``,
     ``arch/params``, ``arch/depth``, ``worker``, ``round``) and how it ended (``status``); metrics:
@@ -549,7 +554,7 @@ def session_content(
     for key, value in (
         ("arch/flops", started.get("train_flops_per_image")),
         ("arch/params", started.get("params")),
-        ("arch/depth", _depth(proposal.get("arch"))),
+        ("arch/depth", proposal.get("depth")),
         ("round", proposal.get("round")),
     ):
         if _number(value):
