@@ -36,7 +36,7 @@ const chart = document.querySelector('svg.chart').getBoundingClientRect().width;
 const section = document.querySelector('#plots').getBoundingClientRect().width;
 document.title = JSON.stringify({page: document.documentElement.scrollWidth, window: window.innerWidth,
   table: table.scrollWidth, box: box.clientWidth, ids: ids, chart: chart, section: section,
-  hparams: document.querySelector('#architectures tbody td:nth-child(10)').textContent});
+  hparams: document.querySelector('#architectures tbody td:nth-child(9)').textContent});
 </script>"""
 
 

@@ -54,9 +54,10 @@ nav a{margin-right:12px;color:var(--muted)}
 .card .value{font-size:22px;font-weight:600}.card .sub{color:var(--muted);font-size:12px}
 .scroll{max-width:100%;overflow-x:auto}
 table{border-collapse:collapse;width:100%;margin:6px 0}
-th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+th,td{border-bottom:1px solid var(--line);padding:4px 6px;text-align:left;vertical-align:top;overflow-wrap:break-word}
+.kv{white-space:nowrap}
 th{background:var(--card);font-weight:600}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}td.num{white-space:nowrap}
 td.id,th.id{white-space:nowrap;overflow-wrap:normal}
 .pass{color:var(--ok);font-weight:700}.fail{color:var(--bad);font-weight:700}
 code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
@@ -80,7 +81,8 @@ def _table(
 ) -> str:
     """A table whose cells are already-safe HTML fragments (callers escape input with :func:`_e`).
 
-    It never widens the page: long text wraps anywhere, and a table still too wide scrolls inside its own box.
+    It never widens the page: long text wraps between words (never inside one: a word's width is the least a
+    column gets), and a table still too wide scrolls inside its own box.
     ``numeric`` columns align right; ``ids`` columns (trial, worker and node names) never wrap, so an id reads whole.
     """
 
@@ -117,7 +119,7 @@ def _flops_per_image(value: Any) -> str:
 
 
 def _hparams(h: dict[str, Any]) -> str:
-    return "<br>".join(f"<code>{_e(k)}</code>={_e(_hparam_value(v))}" for k, v in h.items())
+    return "<br>".join(f'<span class="kv"><code>{_e(k)}</code>={_e(_hparam_value(v))}</span>' for k, v in h.items())
 
 
 def _is_json(value: Any) -> bool:
@@ -246,10 +248,9 @@ def _architectures(result: Result) -> str:
         (
             str(i),
             _e(t.trial),
-            f"<code>{_e((t.arch_hash or '')[:12])}</code>",
+            f"<code>{_e((t.arch_hash or '')[:8])}</code>",
             _int(t.params),
-            _flops_per_image(t.train_flops_per_image),
-            _flops_per_image(t.eval_flops_per_image),
+            f"{_flops_per_image(t.train_flops_per_image)}<br>{_flops_per_image(t.eval_flops_per_image)}",
             _e(format_percent(t.best_top1)),
             f"{t.epochs_done}" + (f"/{_e(t.epochs_budget)}" if t.epochs_budget is not None else ""),
             _e(trial_state(result, t)),
@@ -266,8 +267,7 @@ def _architectures(result: Result) -> str:
                 "trial",
                 "arch hash",
                 "parameters",
-                "train FLOPs/image",
-                "eval FLOPs/image",
+                "FLOPs/image train, eval",
                 "top-1",
                 "epochs",
                 "status",
@@ -276,10 +276,10 @@ def _architectures(result: Result) -> str:
             ),
             rows,
             numeric=(0, 3, 4, 5, 6),
-            ids=(1, 2),
+            ids=(1, 2, 7),
         )
-        + '<p class="muted small">Train FLOPs per image count forward and backward; the full architecture JSON of'
-        " each is in result.json (<code>best_architectures[].arch</code>).</p></section>"
+        + '<p class="muted small">FLOPs per image: training (forward and backward) above, evaluation below; the full'
+        " architecture JSON of each is in result.json (<code>best_architectures[].arch</code>).</p></section>"
     )
 
 
