@@ -9,7 +9,8 @@ glues paths together from strings.
       journals/<worker>.jsonl append-only event journals, one per writer (master.jsonl for the master)
       feed.jsonl              the master's copy of the workers' records, which workers follow (aiperf.history)
       logs/<worker>.log       human-readable logs (never parsed for data)
-      tb/                     TensorBoard event files (master scalars in tb/, per-trial curves in tb/trials/<trial>)
+      tb/                     TensorBoard: the experiment's scalars (tb/) and every worker's epoch curves (tb/epochs/)
+      hparams/<trial>/        TensorBoard's HParams view: one session per ended trial
       report.html result.json summary.txt   the final report, rewritten atomically
       STOP                    created by the master to tell workers to stop
 """
