@@ -295,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _NEGATIVE = re.compile(r"-\d")
+_PLAIN_NUMBER = re.compile(r"-\d+|-\d*\.\d+")  # argparse itself takes these as values
 
 
 def _attach_negative_values(argv: Sequence[str]) -> list[str]:
@@ -302,7 +303,8 @@ def _attach_negative_values(argv: Sequence[str]) -> list[str]:
     argument"; attached, the value reaches the config's own check and its message ("must be non-negative")."""
     out: list[str] = []
     for token in argv:
-        if out and _NEGATIVE.match(token) and out[-1].startswith("--") and "=" not in out[-1] and out[-1] != "--":
+        negative = _NEGATIVE.match(token) and not _PLAIN_NUMBER.fullmatch(token)
+        if out and negative and out[-1].startswith("--") and "=" not in out[-1] and out[-1] != "--":
             out[-1] = f"{out[-1]}={token}"
         else:
             out.append(token)

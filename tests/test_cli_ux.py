@@ -165,3 +165,11 @@ def test_a_real_short_run_exits_3_and_a_real_interrupted_run_exits_4(tmp_path: P
             os.killpg(long.pid, signal.SIGKILL)
     assert long.returncode == EXIT_INTERRUPTED, out
     assert "interrupted by SIGINT" in paths.result_json.read_text()
+
+
+def test_negative_numbers_still_reach_options_that_take_several(capsys: pytest.CaptureFixture[str]) -> None:
+    """Only values argparse would mistake for options are attached: ``--input-shape -3 8 8`` keeps its three."""
+    code = main(["arch", "resnet-tiny", "--input-shape", "-3", "8", "8", "--num-classes", "10"])
+    err = capsys.readouterr().err
+    assert "expected 3 arguments" not in err and "expected one argument" not in err
+    assert code == EXIT_USAGE and err.count("aiperf: error:") == 1, err
