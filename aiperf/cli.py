@@ -300,7 +300,8 @@ _PLAIN_NUMBER = re.compile(r"-\d+|-\d*\.\d+")  # argparse itself takes these as 
 
 def _attach_negative_values(argv: Sequence[str]) -> list[str]:
     """``--duration -5m`` -> ``--duration=-5m``: argparse takes ``-5m`` for an option and answers "expected one
-    argument"; attached, the value reaches the config's own check and its message ("must be non-negative")."""
+    argument"; attached, the value reaches the config's own check and its message ("expected a duration such as
+    90, '90s', '5m' or '2h', got '-5m'")."""
     out: list[str] = []
     for token in argv:
         negative = _NEGATIVE.match(token) and not _PLAIN_NUMBER.fullmatch(token)
