@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -354,6 +355,9 @@ class LiveView:
 
     def _draw(self, lines: list[str]) -> None:
         self._wipe()
+        # A line wider than the terminal would wrap onto a second row that the next wipe does not count.
+        width = max(20, shutil.get_terminal_size().columns - 1)
+        lines = [line[:width] for line in lines]
         self.out.write("".join(f"{line}\n" for line in lines))
         self.out.flush()
         self._drawn = list(lines)

@@ -319,3 +319,15 @@ def test_a_log_file_gets_plain_progress_lines_every_ten_seconds(tmp_path: Path) 
         "T aiperf  50s/3m20s (2m30s left)",
         "T a message",
     ]
+
+
+def test_block_lines_never_wrap_on_a_narrow_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wrapped line takes two rows, and the next redraw would wipe one row too few."""
+    monkeypatch.setenv("COLUMNS", "32")
+    exp = make_experiment(tmp_path / "exp", state="running")
+    progress = Progress(t0=exp.t0, deadline=exp.deadline)
+    progress.update(polled(exp))
+    out = io.StringIO()
+    LiveView(out, tty=True).update(progress, exp.t0 + 40.0, alive=2)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 5 and max(len(line) for line in lines) == 31
