@@ -3,7 +3,8 @@
 The ``aiperf`` command line.
 
 Every subcommand is a thin layer over library functions. An :class:`~aiperf.errors.AiperfError` becomes one line on
-stderr (``aiperf: error: ...``) and exit status 2; this module is the only place that exits the process.
+stderr (``aiperf: error: ...``) and exit status 2; this module is the only place that exits the process. The exit
+statuses are defined once in :mod:`aiperf.errors` (0 valid, 3 finished but not valid, 4 interrupted, 2 usage).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from aiperf import __version__
-from aiperf.errors import AiperfError
+from aiperf.errors import EXIT_INTERRUPTED, EXIT_NOT_VALID, EXIT_OK, EXIT_USAGE, AiperfError
 
 __all__ = ["main"]
 
@@ -60,7 +63,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         result = run_experiment(resume=Path(args.resume))
     else:
         result = run_experiment(load_config(args.config, _run_overrides(args)))
-    return 0 if result.status == "finished" else 1
+    return run_exit_status(result)
+
+
+def run_exit_status(result: Any) -> int:
+    """The exit status of ``aiperf run`` for its final :class:`~aiperf.report.Result`.
+
+    Interrupted comes first: a run stopped by a signal, or whose master died (``interrupted``), or that ended
+    before its deadline is reported as such even though it is also not valid, so a script can tell "try again"
+    from "the cluster did not make it".
+    """
+    reason = result.end_reason or ""
+    if result.status != "finished" or reason.startswith("interrupted") or reason == "stopped early":
+        return EXIT_INTERRUPTED
+    return EXIT_OK if result.valid else EXIT_NOT_VALID
 
 
 def _run_overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -303,25 +319,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_NEGATIVE = re.compile(r"-\d")
+_PLAIN_NUMBER = re.compile(r"-\d+|-\d*\.\d+")  # argparse itself takes these as values
+
+
+def _attach_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--duration -5m`` -> ``--duration=-5m``: argparse takes ``-5m`` for an option and answers "expected one
+    argument"; attached, the value reaches the config's own check and its message ("expected a duration such as
+    90, '90s', '5m' or '2h', got '-5m'")."""
+    out: list[str] = []
+    for token in argv:
+        negative = _NEGATIVE.match(token) and not _PLAIN_NUMBER.fullmatch(token)
+        if out and negative and out[-1].startswith("--") and "=" not in out[-1] and out[-1] != "--":
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
-        return 2
+        return EXIT_USAGE
     try:
         return handler(args)
     except AiperfError as exc:
         print(f"aiperf: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("aiperf: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `aiperf report DIR | head`: the reader left, nothing is wrong
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 0
+        return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

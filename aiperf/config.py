@@ -9,7 +9,7 @@ Sections and keys (every key is optional; defaults are the embedded default, a s
                ranks_per_worker = 1;  threads_per_rank = 0 (0: split the cores evenly);  seed = 0
                heartbeat = "0s" (automatic: 2 s up to 600 workers, up to 30 s at 9,000);  stuck_after = "2m"
                max_restarts = 5;  report_margin = "0s"
-               experiment_dir = "experiments/<name>";  hosts = ["n1", "n2"] (mpi)
+               experiment_dir = "reports/<dataset>-<date>-<time>" (the default);  hosts = ["n1", "n2"] (mpi)
     [train]    device = "auto" | "cpu" | "cuda";  precision = "bf16" | "fp16" | "tf32" | "fp32"
                compile = false;  channels_last = "auto" | true | false;  data_workers = 0;  backend = "ddp" | "horovod"
                memory_limit_mb = 0 (cap each rank's address space on CPU nodes, so an oversized candidate fails as a
@@ -41,6 +41,7 @@ from aiperf.errors import ConfigError
 
 __all__ = [
     "DATASETS",
+    "DATASET_KEYS",
     "LAUNCHERS",
     "PRECISIONS",
     "Config",
@@ -119,9 +120,22 @@ def _path_text(value: Any, where: str) -> str:
 _HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}")
 
 
+# The [dataset] keys that mean something only for some datasets. Elsewhere they must keep their default (a value
+# set there would be silently ignored), and the saved config leaves them out, so config.json and result.json show
+# only what applies to the run. The digest still covers every field: it is the same whether they are shown or not.
+DATASET_KEYS: dict[str, tuple[str, ...]] = {
+    "image_size": ("imagenet",),
+    "shape": ("synthetic",),
+    "num_classes": ("synthetic",),
+    "train_size": ("synthetic",),
+    "eval_size": ("synthetic",),
+}
+
+
 @dataclass(frozen=True)
 class DatasetConfig:
-    """Which data to train on. ``path`` is required for cifar10 and imagenet."""
+    """Which data to train on. ``path`` is required for cifar10 and imagenet; ``image_size`` applies to imagenet,
+    ``shape``, ``num_classes``, ``train_size`` and ``eval_size`` to synthetic only (:data:`DATASET_KEYS`)."""
 
     name: str = "digits"
     path: str | None = None
@@ -145,6 +159,10 @@ class DatasetConfig:
         _int(self.num_classes, "[dataset] num_classes", 2)
         _int(self.train_size, "[dataset] train_size", 1)
         _int(self.eval_size, "[dataset] eval_size", 1)
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for key, names in DATASET_KEYS.items():
+            if self.name not in names and getattr(self, key) != defaults[key]:
+                raise ConfigError(f"[dataset] {key} applies to {' and '.join(names)} only, not {self.name}: drop it")
 
 
 @dataclass(frozen=True)
@@ -244,7 +262,13 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The resolved config as saved (config.json, the experiment_start record): every key, except the [dataset]
+        keys that do not apply to this dataset (they hold their defaults; :meth:`from_json` restores them)."""
+        data = dataclasses.asdict(self)
+        for key, names in DATASET_KEYS.items():
+            if self.dataset.name not in names:
+                del data["dataset"][key]
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], where: str = "config.json") -> Config:
@@ -254,7 +278,8 @@ class Config:
         return _build(data, where)
 
     def digest(self) -> str:
-        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        """SHA-256 of every field, shown or not: the digest of a config saved before keys were left out is the same."""
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
 

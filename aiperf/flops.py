@@ -16,7 +16,7 @@ gradient of its input (same cost again), so backward = 2 x forward; except that 
 require a gradient -- the first weighted layer, reading the data directly or through parameter-free layers --
 computes no input gradient, so its backward = 1 x forward. Training FLOPs per image = forward + backward.
 
-An evaluated image costs the forward FLOPs; a trained image the training FLOPs (see ``design.md`` section 1).
+An evaluated image costs the forward FLOPs; a trained image the training FLOPs (see ``docs/design.md`` section 1).
 
 :func:`aiperf_v1_flops` gives the same figures in AIPerf v1's own convention, only so that reports can print a
 number comparable with published AIPerf results; the score never uses it.

@@ -93,6 +93,7 @@ class Master:
         self.deadline = 0.0
         self._monitor: Any = None
         self._progress: Any = None
+        self._view: Any = None
         self._feed: FeedWriter | None = None
         self._feed_failing = False
         self._tail: JournalSet | None = None
@@ -104,7 +105,11 @@ class Master:
 
     # -- logging -------------------------------------------------------------------------------------------------
     def say(self, message: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} {message}", file=self.out, flush=True)
+        line = f"{time.strftime('%H:%M:%S')} {message}"
+        if self._view is not None:  # above the terminal's live status block, never inside it
+            self._view.message(line)
+        else:
+            print(line, file=self.out, flush=True)
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
     def start_new(self) -> None:
@@ -348,7 +353,7 @@ class Master:
         self.say(f"started {slot.worker_id} on {slot.node} ({handle.describe()})")
 
     def _supervise(self) -> None:
-        from aiperf.monitor import Progress, TensorBoardMonitor
+        from aiperf.monitor import LiveView, Progress, TensorBoardMonitor
 
         tail = self._tail = JournalSet(self.paths.journals)
         self._feed = FeedWriter(self.paths.feed)
@@ -360,7 +365,7 @@ class Master:
         self._monitor.update(records, now)
         if not self.slots and now < self.deadline:  # resumed: the window is open, workers start straight into it
             self._launch_all()
-        next_report = 0.0
+        self._view = LiveView(self.out)  # a status block redrawn on a terminal, a line every 10 s elsewhere
         while self.interrupted is None:
             now = time.time()
             if now >= self.deadline:
@@ -372,11 +377,12 @@ class Master:
             self._monitor.update(records, now)
             self._progress.update(records, now)
             self._watch(now)
-            if now >= next_report:
+            if self._view.due(now):
                 alive = sum(1 for s in self.slots if s.handle is not None and s.handle.poll() is None)
-                self.say(self._progress.line(now, alive))
-                next_report = now + 10.0
+                self._view.update(self._progress, now, alive, stamp=f"{time.strftime('%H:%M:%S')} ")
             time.sleep(min(0.5, max(0.0, self.deadline - now)))
+        self._view.close()
+        self._view = None
         self._stop_workers()
         records = tail.poll()
         tail.close()
@@ -547,9 +553,14 @@ class Master:
 
 
 def _last_lines(path: Path, count: int = 3) -> str:
-    """The last non-empty lines of a log, joined on one line (for error messages)."""
+    """The last non-empty lines of a log, joined on one line (for error messages; a worker's own ``aiperf: error:``
+    prefix is dropped, so the master's one error line does not nest a second one)."""
     try:
-        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        lines = [
+            line.strip().removeprefix("aiperf: error: ")
+            for line in path.read_text(errors="replace").splitlines()
+            if line.strip()
+        ]
     except OSError:
         return f"(no log at {path})"
     return " | ".join(lines[-count:]) or f"(empty log {path})"
@@ -611,7 +622,10 @@ def run_experiment(
         except (OSError, ValueError) as exc:
             raise HistoryError(f"cannot read {paths.config}: {exc}") from None
     else:
+        from aiperf.preflight import check_before_start
+
         config = config or load_config()
+        check_before_start(config)  # before any directory, probe or worker: a mistake leaves nothing behind
         root = new_experiment_dir(config)
         if root.exists() and any(root.iterdir()):
             raise HistoryError(f"experiment directory {root} is not empty: pass --resume {root} to continue it")

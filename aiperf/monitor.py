@@ -1,47 +1,65 @@
-"""Live views for the master while an experiment runs: TensorBoard event files and the one-line progress.
+"""Live views for the master while an experiment runs: TensorBoard files, and the terminal's status block.
 
 The master polls the journals every few seconds (``JournalSet.poll``) and hands the new records to
 :class:`TensorBoardMonitor` and :class:`Progress`. Both share one :class:`LiveState`, which folds records in
 incrementally (each record once: updates are idempotent on ``(worker, seq)``), so a poll costs time in proportion to
 what is new, not to the history.
 
-TensorBoard layout (``tensorboard --logdir <experiment>/tb``), written only by the master:
+TensorBoard layout, written only by the master, made to stay usable at tens of thousands of trials
+(docs/monitoring.md shows what a user sees where):
 
-``tb/`` -- experiment scalars, step = whole seconds since ``t0``, written at most once per step:
-    ``score/flops_per_s``, ``score/regulated_flops_per_s``, ``accuracy/best_top1``, ``accuracy/error``,
-    ``progress/epochs_finished``, ``progress/flops_total``, ``workers/active``.
-``tb/trials/<trial>/`` -- one run per trial, step = epoch number: ``trial/top1``, ``trial/train_loss``,
-    ``trial/eval_loss``, ``trial/lr``, ``trial/images_per_s`` (same tags in every trial, so TensorBoard overlays them).
+``tb/`` -- ``tensorboard --logdir <experiment>/tb``, two runs:
+    ``.`` the experiment, step = whole seconds since ``t0``, written at most once per step:
+    ``score/flops_per_s``, ``score/regulated_flops_per_s``, ``score/efficiency`` (once a node was probed),
+    ``accuracy/best_top1``, ``accuracy/error``, ``progress/epochs_finished``, ``progress/flops_total``,
+    ``workers/active``, ``workers/nodes``.
+    ``epochs`` every finished epoch on its worker's curve: ``top1/<worker>``, ``train_loss/<worker>``,
+    ``eval_loss/<worker>``, ``lr/<worker>``, ``images_per_s/<worker>``; step = the worker's epoch count, so one
+    worker's trials follow each other along one curve.
+``hparams/<trial>/`` -- ``tensorboard --logdir <experiment>/hparams``: one HParams session per ended trial, with
+    its hyperparameters, FLOPs per image, parameters, depth, worker and round, its metrics and its status.
 
 The live figures follow :mod:`aiperf.score` (an epoch counts once finished; the score divides by the time since
 ``t0``), so the last point agrees with the final report. A master restarted with ``--resume`` replays the journals
-into a fresh monitor: experiment steps simply continue (they are later), and each trial run that already had event
-files is rewritten from its first replayed epoch with TensorBoard's purge marker, so no curve is doubled.
+into a fresh monitor: experiment steps simply continue (they are later), the epochs run is rewritten from its first
+point with TensorBoard's purge marker, so no curve is doubled, and sessions already written are kept.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import shutil
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO, TypeGuard
 
 from aiperf.config import format_duration
 from aiperf.errors import AiperfError
-from aiperf.paths import ExperimentPaths
+from aiperf.paths import ExperimentPaths, check_id
 from aiperf.report import format_percent, format_rate
 from aiperf.score import regulated_score
 
-__all__ = ["LiveSnapshot", "LiveState", "Progress", "TensorBoardMonitor"]
+__all__ = [
+    "EPOCH_METRICS",
+    "LiveSnapshot",
+    "LiveState",
+    "LiveView",
+    "Progress",
+    "TensorBoardMonitor",
+    "write_session",
+]
 
-TRIAL_TAGS = {
-    "top1": "trial/top1",
-    "train_loss": "trial/train_loss",
-    "eval_loss": "trial/eval_loss",
-    "lr": "trial/lr",
-    "images_per_s": "trial/images_per_s",
+# Epoch record field -> the metric's name in TensorBoard (the tag is ``<metric>/<worker>`` in the epochs run).
+EPOCH_METRICS = {
+    "top1": "top1",
+    "train_loss": "train_loss",
+    "eval_loss": "eval_loss",
+    "lr": "lr",
+    "images_per_s": "images_per_s",
 }
 
 
@@ -66,12 +84,15 @@ class LiveSnapshot:
     trials_finished: int
     trials_failed: int
     trials_stopped: int
+    nodes_active: int = 0
+    efficiency: float | None = None  # score over the summed probed peaks; None until a node was probed
 
 
 @dataclass
 class _Worker:
     last_seen: float
     stopped: bool = False
+    node: str | None = None
 
 
 @dataclass
@@ -96,6 +117,7 @@ class LiveState:
     t_end: float | None = None
     workers: dict[str, _Worker] = field(default_factory=dict)
     trials: dict[str, str] = field(default_factory=dict)
+    peaks: dict[str, float] = field(default_factory=dict)  # node -> best probed dense-GEMM peak (FLOP/s)
     _seen: set[tuple[str, int]] = field(default_factory=set, init=False, repr=False)
     _pending: list[_Epoch] = field(default_factory=list, init=False, repr=False)
     _all: list[_Epoch] = field(default_factory=list, init=False, repr=False)
@@ -141,6 +163,13 @@ class LiveState:
             self.t_end = float(record["t_end"])  # an earlier end than the last cutoff recounts in _advance
         elif kind == "worker_start":
             self.workers[writer].stopped = False
+            node = record.get("node")
+            self.workers[writer].node = str(node) if node is not None else None
+        elif kind == "probe":
+            peak = float(record["peak_flops"])
+            node = str(record["node"])
+            if math.isfinite(peak) and peak > 0:
+                self.peaks[node] = max(peak, self.peaks.get(node, 0.0))  # as the report: the best reading
         elif kind == "worker_stop":
             self.workers[writer].stopped = True
         elif kind == "proposal":
@@ -181,9 +210,11 @@ class LiveState:
         """Figures at ``now`` (capped at the window's end)."""
         now = time.time() if now is None else now
         stale = self.stale_after_s if self.stale_after_s is not None else 120.0
-        active = sum(1 for w in self.workers.values() if not w.stopped and now - w.last_seen <= stale)
+        live = [w for w in self.workers.values() if not w.stopped and now - w.last_seen <= stale]
+        active = len(live)
         states = list(self.trials.values())
         common = {
+            "nodes_active": len({w.node for w in live if w.node is not None}),
             "workers_active": active,
             "workers_seen": len(self.workers),
             "trials_running": states.count("running"),
@@ -211,6 +242,7 @@ class LiveState:
             best_top1=best,
             error=1.0 - best,
             epochs=self._epochs,
+            efficiency=score / math.fsum(self.peaks.values()) if self.peaks else None,
             **common,
         )
 
@@ -252,40 +284,118 @@ class Progress:
             f" | trials {s.trials_running} running, {s.trials_finished} done, {s.trials_failed} failed"
         )
 
+    def block(self, now: float | None = None, alive: int | None = None) -> list[str]:
+        """The live status block of a terminal: time left, score now, best top-1, trials, workers and nodes up."""
+        s = self.state.snapshot(now)
+        workers = f"{alive} alive" if alive is not None else f"{s.workers_active}/{s.workers_seen} active"
+        if not s.started:
+            return [f"aiperf  waiting for the window to open | workers {workers}"]
+        left = "window closed" if s.ended else f"{format_duration(s.remaining_s)} left"
+        return [
+            f"window   {format_duration(s.elapsed_s)} of {format_duration(s.window_s)}, {left}",
+            f"score    {format_rate(s.score)} now (regulated {format_rate(s.regulated)}), {s.epochs} epochs"
+            + (f", efficiency {100 * s.efficiency:.3g}%" if s.efficiency is not None else ""),
+            f"top-1    {format_percent(s.best_top1)} best so far",
+            f"trials   {s.trials_running} running, {s.trials_finished} finished, {s.trials_failed} failed"
+            + (f", {s.trials_stopped} stopped" if s.trials_stopped else ""),
+            f"workers  {workers} on {s.nodes_active} node{'s' if s.nodes_active != 1 else ''} up",
+        ]
 
-class TensorBoardMonitor:
-    """Writes the experiment's TensorBoard event files live (the master's only; workers never write TensorBoard).
 
-    Per-trial curves: the first ``max_open`` running trials get a writer that stays open until their ``trial_end``
-    (live curves); the epochs of any further running trial are held in memory and written in one go when it ends
-    (or when the monitor closes). So every trial leaves one event file, however many trials run at once: reopening
-    writers round-robin would leave a new file per epoch (about 600,000 an hour at 10,000 workers). Problems writing
-    TensorBoard are kept in ``problems`` and never stop the benchmark.
+class LiveView:
+    """What ``aiperf run`` shows while the window is open: one status block redrawn in place on a terminal, plain
+    progress lines elsewhere (a SLURM log, a pipe), where redrawing would leave escape codes in the file.
+
+    The master routes its own messages through :meth:`message`, so a message never lands inside the block: the
+    block is wiped, the message printed, and the block drawn again below it.
     """
 
-    def __init__(self, paths: ExperimentPaths, *, max_open: int = 16, state: LiveState | None = None) -> None:
-        if max_open < 1:
-            raise ValueError("max_open must be at least 1")
+    def __init__(self, out: TextIO, *, tty: bool | None = None, tty_every_s: float = 1.0, plain_every_s: float = 10.0):
+        if tty is None:
+            try:
+                tty = out.isatty()
+            except (AttributeError, ValueError):  # a closed or a minimal stream
+                tty = False
+        self.out = out
+        self.tty = tty
+        self.every_s = tty_every_s if tty else plain_every_s
+        self._drawn: list[str] = []
+        self._next = 0.0
+
+    def due(self, now: float) -> bool:
+        """Whether :meth:`update` would show something at ``now`` (callers skip costly figures otherwise)."""
+        return now >= self._next
+
+    def update(self, progress: Progress, now: float, alive: int | None = None, stamp: str = "") -> None:
+        """Redraw the block (terminal) or print the progress line (elsewhere), at most once per period."""
+        if not self.due(now):
+            return
+        self._next = now + self.every_s
+        if self.tty:
+            self._draw(progress.block(now, alive))
+        else:
+            print(f"{stamp}{progress.line(now, alive)}", file=self.out, flush=True)
+
+    def message(self, text: str) -> None:
+        """Print a line of the master's log above the block."""
+        block = self._drawn
+        self._wipe()
+        print(text, file=self.out, flush=True)
+        if block:
+            self._draw(block)
+
+    def close(self) -> None:
+        """Leave the last block on screen as it is: later output starts below it."""
+        self._drawn = []
+
+    def _wipe(self) -> None:
+        if self._drawn:
+            self.out.write(f"\x1b[{len(self._drawn)}F\x1b[J")  # to the block's first line, clear to the end
+            self._drawn = []
+
+    def _draw(self, lines: list[str]) -> None:
+        self._wipe()
+        # A line wider than the terminal would wrap onto a second row that the next wipe does not count.
+        width = max(20, shutil.get_terminal_size().columns - 1)
+        lines = [line[:width] for line in lines]
+        self.out.write("".join(f"{line}\n" for line in lines))
+        self.out.flush()
+        self._drawn = list(lines)
+
+
+class TensorBoardMonitor:
+    """Writes the experiment's TensorBoard files live (the master's only; workers never write TensorBoard).
+
+    Three kinds of file, laid out so that each stays usable at tens of thousands of trials:
+
+    - ``tb/`` (one run): the experiment's scalars, step = whole seconds since ``t0``.
+    - ``tb/epochs/`` (one run): every finished epoch as a point of its worker's curve, tag ``<metric>/<worker>``,
+      step = the worker's epoch count. One run however many trials there are: TensorBoard stops ticking runs by
+      default past about 40, which left a run per trial with empty charts.
+    - ``hparams/<trial>/`` (one run per trial, written once at its ``trial_end``): an HParams session with the
+      trial's hyperparameters, FLOPs, parameters and depth, its metrics and its status. A logdir of its own, so the
+      sessions never crowd ``tb/``.
+
+    Session files are written synchronously with TensorBoard's record writer (no writer thread per trial): a trial
+    costs one small file. Problems writing TensorBoard are kept in ``problems`` and never stop the benchmark.
+    """
+
+    def __init__(self, paths: ExperimentPaths, *, state: LiveState | None = None) -> None:
         self.paths = paths
-        self.max_open = max_open
         self.state = state if state is not None else LiveState()
         self.problems: list[str] = []
+        self.sessions_written = 0
         self._writer: Any = None
-        self._trial_writers: OrderedDict[str, Any] = OrderedDict()
-        self._held: dict[str, list[Mapping[str, Any]]] = {}
+        self._epochs: Any = None
+        self._worker_epochs: dict[str, int] = {}
+        self._trials: dict[str, dict[str, Any]] = {}
         self._last_step: int | None = None
-        trials_dir = paths.tensorboard / "trials"
-        self._rewrite: set[str] = (
-            {d.name for d in trials_dir.iterdir() if d.is_dir() and any(d.glob("events.out.tfevents.*"))}
-            if trials_dir.is_dir()
-            else set()
+        # A resumed master replays every journal: the epochs run is rewritten from its first point (purge marker),
+        # and sessions already on disk are complete (written once, at trial_end), so they are kept as they are.
+        self._rewrite_epochs = (paths.tensorboard / "epochs").is_dir() and any(
+            (paths.tensorboard / "epochs").glob("events.out.tfevents.*")
         )
         self._closed = False
-
-    @property
-    def open_writers(self) -> int:
-        """Per-trial writers open now (never more than ``max_open``)."""
-        return len(self._trial_writers)
 
     @staticmethod
     def _summary_writer(log_dir: str, purge_step: int | None = None) -> Any:
@@ -293,82 +403,70 @@ class TensorBoardMonitor:
 
         return SummaryWriter(log_dir=log_dir, purge_step=purge_step, flush_secs=30)
 
-    def _open_trial(self, trial: str, first_step: int) -> Any:
-        log_dir = self.paths.trial_tensorboard(trial)  # checks the id: never a path outside tb/trials
-        purge = first_step if trial in self._rewrite else None
-        self._rewrite.discard(trial)
-        return self._summary_writer(str(log_dir), purge)
-
-    def _close_trial(self, trial: str) -> None:
-        writer = self._trial_writers.pop(trial, None)
-        if writer is not None:
-            writer.close()
-        held = self._held.pop(trial, None)
-        if held:  # a trial that never had a live writer: its whole curve in one file
-            try:
-                writer = self._open_trial(trial, int(held[0]["epoch"]))
-            except (AiperfError, KeyError, TypeError, ValueError) as exc:
-                self.problems.append(f"trial {trial!r}: no TensorBoard curve ({exc})")
-                return
-            for record in held:
-                self._add_epoch(writer, record)
-            writer.close()
-
     def update(self, records: Iterable[Mapping[str, Any]], now: float | None = None) -> None:
         """Fold in newly polled ``records`` and write what changed; cheap when nothing did."""
         if self._closed:
             raise RuntimeError("TensorBoardMonitor.update after close()")
         now = time.time() if now is None else now
         new = self.state.update(records)
-        touched: set[str] = set()
+        wrote_epoch = False
         try:
             for record in new:
                 kind = record.get("type")
                 if kind == "epoch":
-                    self._write_epoch(record, touched)
+                    wrote_epoch = self._write_epoch(record) or wrote_epoch
+                    info = self._trial(record)  # only the count and the last epoch are kept until trial_end
+                    info["epochs"], info["last_epoch"] = info.get("epochs", 0) + 1, record
+                elif kind == "proposal":  # the architecture JSON is not kept: its depth is all a session shows
+                    keep = {k: record.get(k) for k in ("hparams", "round", "time")}
+                    self._trial(record)[kind] = {**keep, "depth": _depth(record.get("arch"))}
+                elif kind == "trial_start":
+                    self._trial(record)[kind] = {k: record.get(k) for k in ("params", "train_flops_per_image")}
                 elif kind == "trial_end":
-                    self._close_trial(str(record.get("trial")))
-                    touched.discard(str(record.get("trial")))
+                    self._write_session(record)
             self._write_experiment(now)
-            for trial in touched:
-                if trial in self._trial_writers:
-                    self._trial_writers[trial].flush()
+            if wrote_epoch:
+                self._epochs.flush()
         except OSError as exc:
-            self.problems.append(f"cannot write TensorBoard files under {self.paths.tensorboard}: {exc}")
+            self.problems.append(f"cannot write TensorBoard files under {self.paths.root}: {exc}")
 
-    def _write_epoch(self, record: Mapping[str, Any], touched: set[str]) -> None:
-        trial = str(record.get("trial"))
-        writer = self._trial_writers.get(trial)
-        if writer is None:
-            if trial not in self._held:
-                try:
-                    self.paths.trial_tensorboard(trial)  # an unsafe id is refused now, not when the trial ends
-                except AiperfError as exc:
-                    self.problems.append(f"trial {trial!r}: no TensorBoard curve ({exc})")
-                    return
-            if trial in self._held or len(self._trial_writers) >= self.max_open:
-                self._held.setdefault(trial, []).append(record)
-                return
-            try:
-                writer = self._trial_writers[trial] = self._open_trial(trial, int(record["epoch"]))
-            except (AiperfError, KeyError, TypeError, ValueError) as exc:
-                self.problems.append(f"trial {trial!r}: no TensorBoard curve ({exc})")
-                return
-        self._add_epoch(writer, record)
-        touched.add(trial)
+    def _trial(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        return self._trials.setdefault(str(record.get("trial")), {})
 
-    @staticmethod
-    def _add_epoch(writer: Any, record: Mapping[str, Any]) -> None:
+    def _write_epoch(self, record: Mapping[str, Any]) -> bool:
+        worker = str(record.get("worker"))
         try:
-            step = int(record["epoch"])
-        except (KeyError, TypeError, ValueError):
-            return
+            check_id(worker, "worker id")  # a tag is not a path, but an id TensorBoard would mangle is no use either
+        except AiperfError as exc:
+            self.problems.append(f"worker {worker!r}: no TensorBoard curve ({exc})")
+            return False
+        if self._epochs is None:
+            self._epochs = self._summary_writer(
+                str(self.paths.tensorboard / "epochs"), 0 if self._rewrite_epochs else None
+            )
+        step = self._worker_epochs[worker] = self._worker_epochs.get(worker, 0) + 1
         walltime = record.get("t_end")
-        wall = float(walltime) if isinstance(walltime, int | float) else None
-        for key, tag in TRIAL_TAGS.items():
+        wall = float(walltime) if _number(walltime) else None
+        for key, metric in EPOCH_METRICS.items():
             value = record.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-                writer.add_scalar(tag, float(value), global_step=step, walltime=wall)
+            if _number(value):
+                self._epochs.add_scalar(f"{metric}/{worker}", float(value), global_step=step, walltime=wall)
+        return True
+
+    def _write_session(self, end: Mapping[str, Any]) -> None:
+        """One HParams session for the trial that ``end`` closes, unless one is on disk already (a replay)."""
+        trial = str(end.get("trial"))
+        info = self._trials.pop(trial, {})
+        try:
+            folder = self.paths.trial_tensorboard(trial)
+        except AiperfError as exc:
+            self.problems.append(f"trial {trial!r}: no HParams session ({exc})")
+            return
+        if folder.is_dir() and any(folder.glob("events.out.tfevents.*")):
+            return
+        hparams, metrics, start, status = session_content(trial, info, end)
+        write_session(folder, trial, hparams, metrics, start, float(end.get("time", start)), status)
+        self.sessions_written += 1
 
     def _write_experiment(self, now: float) -> None:
         s = self.state.snapshot(now)
@@ -381,7 +479,7 @@ class TensorBoardMonitor:
             self.paths.tensorboard.mkdir(parents=True, exist_ok=True)
             self._writer = self._summary_writer(str(self.paths.tensorboard))
         wall = (self.state.t0 or 0.0) + s.elapsed_s
-        for tag, value in (
+        values = [
             ("score/flops_per_s", s.score),
             ("score/regulated_flops_per_s", s.regulated),
             ("accuracy/best_top1", s.best_top1),
@@ -389,24 +487,163 @@ class TensorBoardMonitor:
             ("progress/epochs_finished", float(s.epochs)),
             ("progress/flops_total", s.flops),
             ("workers/active", float(s.workers_active)),
-        ):
+            ("workers/nodes", float(s.nodes_active)),
+        ]
+        if s.efficiency is not None:
+            values.append(("score/efficiency", s.efficiency))
+        for tag, value in values:
             self._writer.add_scalar(tag, value, global_step=step, walltime=wall)
         self._writer.flush()
         self._last_step = step
 
     def close(self) -> None:
-        """Flush and close every writer (idempotent)."""
+        """Flush and close every writer (idempotent). Trials with no ``trial_end`` get no session."""
         if self._closed:
             return
         self._closed = True
-        for trial in [*self._trial_writers, *self._held]:
-            self._close_trial(trial)
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        for writer in (self._epochs, self._writer):
+            if writer is not None:
+                writer.close()
+        self._writer = self._epochs = None
 
     def __enter__(self) -> TensorBoardMonitor:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _number(value: object) -> TypeGuard[int | float]:
+    """A finite int or float, not a bool (JSON numbers as the journal may hold them)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _depth(arch: object) -> int | None:
+    """Weighted layers (convolutions and dense layers) on the longest path of an architecture's JSON, the way a
+    network's depth is usually counted: ResNet-50 is 50 deep (its projection shortcuts run beside the main path)."""
+    if not isinstance(arch, Mapping) or not isinstance(arch.get("nodes"), list):
+        return None
+    depth: dict[object, int] = {}
+    for node in arch["nodes"]:  # canonical JSON lists every node after its inputs
+        if not isinstance(node, Mapping):
+            return None
+        inputs = node.get("inputs") or []
+        below = max((depth.get(i, 0) for i in inputs), default=0) if isinstance(inputs, list) else 0
+        depth[node.get("id")] = below + (1 if node.get("op") in ("conv", "dense") else 0)
+    return max(depth.values(), default=0)
+
+
+def session_content(
+    trial: str, info: Mapping[str, Any], end: Mapping[str, Any]
+) -> tuple[dict[str, float | str | bool], dict[str, float], float, str]:
+    """The HParams columns of one trial from what the monitor kept of its records: ``(hparams, metrics, start time,
+    status)``. ``info`` holds ``proposal`` (its ``hparams``, ``round``, ``time`` and the architecture's ``depth``),
+    ``trial_start`` (``params``, ``train_flops_per_image``), ``epochs`` (a count) and ``last_epoch`` (a record).
+
+    hparams: the searched hyperparameters, then what describes the network and where it ran (``arch/flops``,
+    ``arch/params``, ``arch/depth``, ``worker``, ``round``) and how it ended (``status``); metrics:
+    ``trial/best_top1``, ``trial/reward``, ``trial/epochs`` and the last epoch's losses and speed. Values that are
+    not numbers, strings or booleans are shown as their JSON text.
+    """
+    proposal: Mapping[str, Any] = info.get("proposal") or {}
+    started: Mapping[str, Any] = info.get("trial_start") or {}
+    last: Mapping[str, Any] = info.get("last_epoch") or {}
+    hparams: dict[str, float | str | bool] = {}
+    given = proposal.get("hparams")
+    for key, value in given.items() if isinstance(given, Mapping) else ():
+        if isinstance(value, bool | str) or _number(value):
+            hparams[str(key)] = value
+        else:
+            hparams[str(key)] = json.dumps(value, default=str)
+    for key, value in (
+        ("arch/flops", started.get("train_flops_per_image")),
+        ("arch/params", started.get("params")),
+        ("arch/depth", proposal.get("depth")),
+        ("round", proposal.get("round")),
+    ):
+        if _number(value):
+            hparams[key] = float(value)
+    hparams["worker"] = str(end.get("worker", ""))
+    hparams["status"] = str(end.get("status", "unknown"))
+    metrics: dict[str, float] = {}
+    for key, value in (("best_top1", end.get("best_top1")), ("reward", end.get("reward"))):
+        if _number(value):
+            metrics[f"trial/{key}"] = float(value)
+    metrics["trial/epochs"] = float(info.get("epochs", 0))
+    for key, metric in EPOCH_METRICS.items():
+        value = last.get(key)
+        if _number(value) and key != "top1":
+            metrics[f"trial/last_{metric}"] = float(value)
+    begun = proposal.get("time", end.get("time", 0.0))
+    return hparams, metrics, float(begun) if _number(begun) else 0.0, str(end.get("status", "unknown"))
+
+
+def write_session(
+    folder: Path,
+    trial: str,
+    hparams: Mapping[str, float | str | bool],
+    metrics: Mapping[str, float],
+    start: float,
+    end: float,
+    status: str,
+) -> Path:
+    """Write one complete HParams session (start info, metric scalars, end info) as one event file in ``folder``.
+
+    TensorBoard's HParams plugin lists a run as a session when it holds a ``session_start_info``; with no
+    experiment summary anywhere it infers the columns from all sessions, so trials whose hyperparameters differ
+    still show side by side. The file is written synchronously and closed: no writer thread per trial.
+    """
+    from google.protobuf import struct_pb2
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    def plugin(tag: str, data: plugin_data_pb2.HParamsPluginData) -> summary_pb2.Summary:
+        value = summary_pb2.Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(data))
+        value.tensor.CopyFrom(metadata.NULL_TENSOR)
+        return summary_pb2.Summary(value=[value])
+
+    start_info = plugin_data_pb2.SessionStartInfo(group_name=trial, start_time_secs=start)
+    for key, value in hparams.items():
+        if isinstance(value, bool):
+            start_info.hparams[key].CopyFrom(struct_pb2.Value(bool_value=value))
+        elif isinstance(value, str):
+            start_info.hparams[key].CopyFrom(struct_pb2.Value(string_value=value))
+        else:
+            start_info.hparams[key].CopyFrom(struct_pb2.Value(number_value=float(value)))
+    # HParams knows success, failure, running and unknown: a trial stopped by the deadline is "unknown" there, and
+    # the journal's own word for every outcome is the ``status`` column.
+    statuses = {"finished": api_pb2.STATUS_SUCCESS, "failed": api_pb2.STATUS_FAILURE}
+    end_info = plugin_data_pb2.SessionEndInfo(status=statuses.get(status, api_pb2.STATUS_UNKNOWN), end_time_secs=end)
+    events = [
+        event_pb2.Event(wall_time=start, file_version="brain.Event:2"),
+        event_pb2.Event(
+            wall_time=start,
+            summary=plugin(
+                metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_start_info=start_info)
+            ),
+        ),
+    ]
+    events += [
+        event_pb2.Event(
+            wall_time=end,
+            step=0,
+            summary=summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=value)]),
+        )
+        for tag, value in metrics.items()
+    ]
+    events.append(
+        event_pb2.Event(
+            wall_time=end,
+            summary=plugin(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=end_info)),
+        )
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"events.out.tfevents.{int(start)}.aiperf.{os.getpid()}.0"
+    tmp = folder / ".session.partial"  # no "tfevents" in the name: TensorBoard never reads half a session
+    with open(tmp, "wb") as handle:
+        writer = RecordWriter(handle)
+        for event in events:
+            writer.write(event.SerializeToString())
+    os.replace(tmp, path)
+    return path

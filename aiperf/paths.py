@@ -9,7 +9,8 @@ glues paths together from strings.
       journals/<worker>.jsonl append-only event journals, one per writer (master.jsonl for the master)
       feed.jsonl              the master's copy of the workers' records, which workers follow (aiperf.history)
       logs/<worker>.log       human-readable logs (never parsed for data)
-      tb/                     TensorBoard event files (master scalars in tb/, per-trial curves in tb/trials/<trial>)
+      tb/                     TensorBoard: the experiment's scalars (tb/) and every worker's epoch curves (tb/epochs/)
+      hparams/<trial>/        TensorBoard's HParams view: one session per ended trial
       report.html result.json summary.txt   the final report, rewritten atomically
       STOP                    created by the master to tell workers to stop
       master.pid master.lock  the live master's host and pid; the lock it holds while it runs
@@ -81,8 +82,15 @@ class ExperimentPaths:
     def tensorboard(self) -> Path:
         return self.root / "tb"
 
+    @property
+    def hparams(self) -> Path:
+        """TensorBoard's HParams view of the trials, one run (session) per trial: a logdir of its own, so that the
+        thousands of trial runs never crowd the few runs of ``tb/`` out of TensorBoard's Scalars tab."""
+        return self.root / "hparams"
+
     def trial_tensorboard(self, trial: str) -> Path:
-        return self.tensorboard / "trials" / check_id(trial, "trial id")
+        """The trial's HParams session folder (its id is checked: never a path outside ``hparams/``)."""
+        return self.hparams / check_id(trial, "trial id")
 
     @property
     def report_html(self) -> Path:

@@ -1,6 +1,6 @@
 """The benchmark's score, its timeline and the validity rules, as pure functions of journal events.
 
-Definitions (design.md section 1). For an experiment started at ``t0`` (recorded by the master):
+Definitions (docs/design.md section 1). For an experiment started at ``t0`` (recorded by the master):
 
     FLOPs(t)  = sum over every epoch finished by t of
                 train_flops_per_image * train_images + eval_flops_per_image * eval_images
@@ -195,7 +195,7 @@ def validity(
     initializations: Iterable[str],
     dataset_problems: Sequence[str] = (),
 ) -> list[Rule]:
-    """Check every rule of design.md section 1 against what the run actually did.
+    """Check every rule of docs/design.md section 1 against what the run actually did.
 
     ``rules`` is the dataset's rule block from search_spaces/<dataset>.json (``valid``/``invalid_reason``,
     ``top1_threshold``, ``min_duration_s``, ``train_images``, ``eval_images``, ``precisions``,

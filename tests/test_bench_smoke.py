@@ -468,6 +468,15 @@ def test_gpu_script_stops_clearly_without_a_gpu(tmp_path: Path) -> None:
     assert not (tmp_path / "experiment").exists()
 
 
+def test_monitor_bench_counts_runs_and_sessions(tmp_path: Path) -> None:
+    bench = _bench("bench_monitor")
+    figures = bench.run(trials=20, workers=4, epochs=2, batch=16, root=tmp_path / "exp")
+    assert figures["records"] == 1 + 4 + 4 + 20 * (2 + 2 + 1)  # start, probes, worker starts, per-trial records
+    assert (figures["tb_runs"], figures["tb_files"]) == (2, 2)
+    assert (figures["hp_runs"], figures["hp_files"], figures["sessions"]) == (20, 20, 20)
+    assert figures["wall_s"] > 0 and figures["hp_bytes"] > 20 * 100
+
+
 # -- integrity -------------------------------------------------------------------------------------------------------
 
 

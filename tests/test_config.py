@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,29 @@ def test_heartbeat_grows_with_the_number_of_workers_unless_set() -> None:
         load_config(None, {"run.workers": 10_000, "run.stuck_after": "50s"})
     with pytest.raises(ConfigError, match="at most"):
         load_config(None, {"run.workers": 10**7})
+
+
+def test_the_saved_config_shows_only_the_dataset_keys_that_apply() -> None:
+    digits = load_config(None, {"dataset.name": "digits"}).to_json()["dataset"]
+    assert set(digits) == {"name", "path"}  # no 224-pixel image size, no synthetic shape or sizes
+    imagenet = load_config(None, {"dataset.name": "imagenet", "dataset.path": "/d"}).to_json()["dataset"]
+    assert set(imagenet) == {"name", "path", "image_size"}
+    synthetic = load_config(None, {"dataset.name": "synthetic"}).to_json()["dataset"]
+    assert set(synthetic) == {"name", "path", "shape", "num_classes", "train_size", "eval_size"}
+
+
+def test_a_dataset_key_that_does_not_apply_is_refused_not_ignored() -> None:
+    with pytest.raises(ConfigError, match=r"\[dataset\] image_size applies to imagenet only, not digits"):
+        load_config(None, {"dataset.image_size": 128})
+    with pytest.raises(ConfigError, match=r"\[dataset\] shape applies to synthetic only, not cifar10"):
+        load_config(None, {"dataset.name": "cifar10", "dataset.path": "/d", "dataset.shape": [1, 8, 8]})
+
+
+def test_a_config_saved_with_every_key_reloads_to_the_same_digest() -> None:
+    """config.json files written before keys were left out still verify: the digest covers every field."""
+    config = load_config(None, {"dataset.name": "digits"})
+    full = dataclasses.asdict(config)
+    assert "image_size" in full["dataset"]
+    again = Config.from_json(json.loads(json.dumps(full)))
+    assert again == config and again.digest() == config.digest()
+    assert Config.from_json(json.loads(json.dumps(config.to_json()))).digest() == config.digest()

@@ -231,10 +231,14 @@ def _quiet(paths: ExperimentPaths, seconds: float) -> bool:
 
 
 def test_a_worker_that_cannot_start_stops_the_run_with_its_error(tmp_path: Path) -> None:
+    # The folder passes the master's checks (it has every batch file), but the files are not CIFAR-10: only a
+    # worker reading them finds out.
+    data = tmp_path / "cifar"
+    data.mkdir()
+    for name in (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"):
+        (data / name).write_bytes(b"not a pickle")
     config = tmp_path / "bad.toml"
-    config.write_text(
-        '[run]\nduration = "60s"\nworkers = 1\n[dataset]\nname = "cifar10"\npath = "/nonexistent/cifar"\n'
-    )
+    config.write_text(f'[run]\nduration = "60s"\nworkers = 1\n[dataset]\nname = "cifar10"\npath = "{data}"\n')
     out = subprocess.run(
         [sys.executable, "-m", "aiperf", "run", "--config", str(config), "--experiment-dir", str(tmp_path / "exp")],
         capture_output=True,
@@ -245,3 +249,4 @@ def test_a_worker_that_cannot_start_stops_the_run_with_its_error(tmp_path: Path)
     assert out.returncode == 2
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("aiperf: error: w000 exited with status") and "cifar10" in last, out.stderr
+    assert last.count("aiperf: error:") == 1, last  # the worker's own prefix is not nested in the master's

@@ -85,7 +85,7 @@ def test_nan_losses_fail_their_trials_and_the_run_goes_on(tmp_path: Path) -> Non
     )
     toml = f'[run]\nduration = "30s"\nworkers = 1\n[search]\nspace = "{space}"\n'
     done, experiment = _run(tmp_path, toml, timeout=240)
-    assert done.returncode == 1 or done.returncode == 0, done.stdout
+    assert done.returncode in (0, 3), done.stdout  # valid, or finished but not valid (a 30 s window)
     paths = ExperimentPaths(experiment)
     failed = [e for e in _trial_ends(paths) if e["status"] == "failed"]
     assert len(failed) >= 2, done.stdout  # the worker kept proposing after the first failure
@@ -138,7 +138,7 @@ def test_a_hung_worker_is_killed_and_restarted_by_the_watchdog(tmp_path: Path) -
     toml = '[run]\nduration = "45s"\nworkers = 2\nheartbeat = "1s"\nstuck_after = "6s"\n'
     done, experiment = _run(tmp_path, toml, timeout=240, during=hang_w001)
     assert "at" in stopped, "w001 never trained"
-    assert done.returncode == 0, done.stdout
+    assert done.returncode == 3, done.stdout  # finished, not valid: 45 s is under the digits rules' 60 s
     assert "w001 on local is stuck" in done.stdout, done.stdout
     paths = ExperimentPaths(experiment)
     records = read_journal(paths.journal("w001"))[0]

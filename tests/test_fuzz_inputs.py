@@ -724,7 +724,7 @@ def test_any_id_that_is_accepted_stays_one_component_inside_the_experiment(value
     for built, folder in (
         (paths.journal(value), paths.journals),
         (paths.log(value), paths.logs),
-        (paths.trial_tensorboard(value), paths.tensorboard / "trials"),
+        (paths.trial_tensorboard(value), paths.hparams),
     ):
         assert built.parent == folder and built.name.startswith(value)
         assert ".." not in built.parts

@@ -15,7 +15,7 @@ def test_layout(tmp_path: Path) -> None:
     paths = ExperimentPaths(tmp_path / "exp").create()
     assert paths.journal("w000") == tmp_path / "exp" / "journals" / "w000.jsonl"
     assert paths.journals.is_dir() and paths.logs.is_dir() and paths.tensorboard.is_dir()
-    assert paths.trial_tensorboard("w000-3").parent == paths.tensorboard / "trials"
+    assert paths.trial_tensorboard("w000-3").parent == paths.hparams
 
 
 @pytest.mark.parametrize("bad", ["../x", "a/b", "..", ".hidden", "", "x" * 81, "a b", "w\n", "../../etc/passwd"])

@@ -30,6 +30,7 @@ from aiperf.report._text import (
     format_utc,
     trial_counts,
     trial_state,
+    v1_left_out,
     verdict,
     worker_state,
 )
@@ -51,14 +52,17 @@ nav a{margin-right:12px;color:var(--muted)}
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:10px 12px}
 .card .label{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.04em}
 .card .value{font-size:22px;font-weight:600}.card .sub{color:var(--muted);font-size:12px}
+.scroll{max-width:100%;overflow-x:auto}
 table{border-collapse:collapse;width:100%;margin:6px 0}
-th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertical-align:top}
+th,td{border-bottom:1px solid var(--line);padding:4px 6px;text-align:left;vertical-align:top;overflow-wrap:break-word}
+.kv{white-space:nowrap}
 th{background:var(--card);font-weight:600}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}td.num{white-space:nowrap}
+td.id,th.id{white-space:nowrap;overflow-wrap:normal}
 .pass{color:var(--ok);font-weight:700}.fail{color:var(--bad);font-weight:700}
 code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 pre{background:var(--card);border:1px solid var(--line);padding:8px;overflow:auto;max-height:480px}
-.chart{display:block;max-width:100%;height:auto;margin:6px 0}
+.chart{display:block;width:100%;height:auto;margin:6px 0}
 .chart .grid{stroke:#eef0f3}.chart .axis{stroke:#9ca3af}
 .chart .tick{font-size:11px;fill:var(--muted)}.chart .chart-title{font-size:13px;font-weight:600}
 .chart .last{font-size:11px;font-weight:600}.chart .chart-empty{fill:var(--muted)}
@@ -72,16 +76,29 @@ def _e(value: object) -> str:
     return "" if value is None else html.escape(str(value), quote=True)
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = ()) -> str:
-    """A table whose cells are already-safe HTML fragments (callers escape input with :func:`_e`)."""
-    head = "".join(f'<th class="num">{h}</th>' if i in numeric else f"<th>{h}</th>" for i, h in enumerate(headers))
-    body = "".join(
-        "<tr>"
-        + "".join(f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(r))
-        + "</tr>"
-        for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = (), ids: Sequence[int] = ()
+) -> str:
+    """A table whose cells are already-safe HTML fragments (callers escape input with :func:`_e`).
+
+    It never widens the page: long text wraps between words (never inside one: a word's width is the least a
+    column gets), and a table still too wide scrolls inside its own box.
+    ``numeric`` columns align right; ``ids`` columns (trial, worker and node names) never wrap, so an id reads whole.
+    """
+
+    def cls(i: int) -> str:
+        return ' class="num"' if i in numeric else ' class="id"' if i in ids else ""
+
+    head = "".join(f"<th{cls(i)}>{h}</th>" for i, h in enumerate(headers))
+    body = "".join("<tr>" + "".join(f"<td{cls(i)}>{c}</td>" for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _hparam_value(value: Any) -> str:
+    """A hyperparameter as a reader wants it: floats to 4 significant digits (``0.01234``, not 17 digits)."""
+    if isinstance(value, float) and math.isfinite(value):
+        return f"{value:.4g}"
+    return json.dumps(value, allow_nan=False) if _is_json(value) else str(value)
 
 
 def _card(label: str, value: str, sub: str = "") -> str:
@@ -102,9 +119,7 @@ def _flops_per_image(value: Any) -> str:
 
 
 def _hparams(h: dict[str, Any]) -> str:
-    return "<br>".join(
-        f"<code>{_e(k)}</code>={_e(json.dumps(v, allow_nan=False) if _is_json(v) else v)}" for k, v in h.items()
-    )
+    return "<br>".join(f'<span class="kv"><code>{_e(k)}</code>={_e(_hparam_value(v))}</span>' for k, v in h.items())
 
 
 def _is_json(value: Any) -> bool:
@@ -160,7 +175,6 @@ def _figures(result: Result) -> str:
             "score / sum of probed GEMM peaks",
         ),
         _card("Validity", verdict(result), "failed: " + ", ".join(failed) if failed else "every rule passed"),
-        _card("AIPerf v1 figure", format_rate(result.v1_score), "v1 convention, see below"),
     ]
     return f'<section class="cards">{"".join(cards)}</section>'
 
@@ -192,6 +206,11 @@ def _plots(result: Result) -> str:
 
 
 def _v1(result: Result) -> str:
+    """The v1 figure in small type below the plots, never as a card beside the score; left out with the reason
+    where it is not comparable (any dataset but ImageNet)."""
+    why = v1_left_out(result)
+    if why is not None:
+        return f'<section id="v1"><h2>AIPerf v1 figure</h2><p class="note small">Left out: {_e(why)}.</p></section>'
     counted = sum(1 for t in result.trials if t.v1_flops_per_image and t.epochs_done)
     missing = (
         f" {counted} of {sum(1 for t in result.trials if t.epochs_done)} trials with finished epochs carry v1"
@@ -199,7 +218,7 @@ def _v1(result: Result) -> str:
     )
     return (
         '<section id="v1"><h2>AIPerf v1-comparable figure</h2>'
-        f"<p><strong>{_e(format_rate(result.v1_score))}</strong> (AIPerf v1 convention)</p>"
+        f"<p>{_e(format_rate(result.v1_score))} (AIPerf v1 convention)</p>"
         f'<p class="note small">{_e(V1_NOTE)}{_e(missing)}</p></section>'
     )
 
@@ -235,10 +254,9 @@ def _architectures(result: Result) -> str:
         (
             str(i),
             _e(t.trial),
-            f"<code>{_e((t.arch_hash or '')[:12])}</code>",
+            f"<code>{_e((t.arch_hash or '')[:8])}</code>",
             _int(t.params),
-            _flops_per_image(t.train_flops_per_image),
-            _flops_per_image(t.eval_flops_per_image),
+            f"{_flops_per_image(t.train_flops_per_image)}<br>{_flops_per_image(t.eval_flops_per_image)}",
             _e(format_percent(t.best_top1)),
             f"{t.epochs_done}" + (f"/{_e(t.epochs_budget)}" if t.epochs_budget is not None else ""),
             _e(trial_state(result, t)),
@@ -255,8 +273,7 @@ def _architectures(result: Result) -> str:
                 "trial",
                 "arch hash",
                 "parameters",
-                "train FLOPs/image",
-                "eval FLOPs/image",
+                "FLOPs/image train, eval",
                 "top-1",
                 "epochs",
                 "status",
@@ -265,9 +282,10 @@ def _architectures(result: Result) -> str:
             ),
             rows,
             numeric=(0, 3, 4, 5, 6),
+            ids=(1, 2, 7),
         )
-        + '<p class="muted small">Train FLOPs per image count forward and backward; the full architecture JSON of'
-        " each is in result.json (<code>best_architectures[].arch</code>).</p></section>"
+        + '<p class="muted small">FLOPs per image: training (forward and backward) above, evaluation below; the full'
+        " architecture JSON of each is in result.json (<code>best_architectures[].arch</code>).</p></section>"
     )
 
 
@@ -314,10 +332,15 @@ def _workers(result: Result) -> str:
             ("worker", "node", "host", "starts", "trials", "epochs", "busy", "utilisation", "state"),
             rows,
             numeric=(3, 4, 5, 6),
+            ids=(0, 1),
         )
         + '<p class="muted small">Utilisation: time spent in finished epochs over the window.</p>'
         + eff
-        + (_table(("node", "probed", "host", "device", "precision", "peak"), probes, numeric=(5,)) if probes else "")
+        + (
+            _table(("node", "probed", "host", "device", "precision", "peak"), probes, numeric=(5,), ids=(0,))
+            if probes
+            else ""
+        )
         + '<p class="muted small">Each node is probed before the window and again after it; its peak is the better '
         "reading (load only ever lowers one).</p>" + "</section>"
     )
@@ -360,6 +383,7 @@ def _trials(result: Result) -> str:
             ),
             (row(t) for t in result.trials),
             numeric=(4, 5, 6, 7),
+            ids=(0, 1, 2),
         )
         + "</details></section>"
     )

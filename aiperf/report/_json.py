@@ -14,7 +14,7 @@ from typing import Any
 
 from aiperf import __version__
 from aiperf.report._analyze import RESULT_SCHEMA, Result, TrialSummary
-from aiperf.report._text import V1_NOTE, trial_state
+from aiperf.report._text import V1_NOTE, trial_state, v1_left_out
 from aiperf.score import ScorePoint
 
 __all__ = ["BEST_ARCHITECTURES", "result_to_json"]
@@ -144,7 +144,13 @@ def result_to_json(result: Result) -> dict[str, Any]:
             "error": final.error,
             "epochs": final.epochs,
         },
-        "v1": {"score": result.v1_score, "trials_counted": v1_trials, "note": V1_NOTE},
+        "v1": {
+            "score": result.v1_score,
+            "trials_counted": v1_trials,
+            "note": V1_NOTE,
+            "comparable": v1_left_out(result) is None,
+            "left_out": v1_left_out(result),
+        },
         "efficiency": {
             "peak_flops_sum": peak_sum if result.node_peaks else None,
             "probes": probes,

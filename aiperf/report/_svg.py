@@ -66,8 +66,8 @@ def line_chart(
     si: bool = False,
     percent: bool = False,
     color: str = "#2563eb",
-    width: int = 720,
-    height: int = 240,
+    width: int = 1000,
+    height: int = 260,
     x_format: Callable[[float], str] = format_duration,
 ) -> str:
     """An inline SVG line chart of ``(seconds, value)`` points; x from 0 to the last point's time, y from 0.

@@ -29,6 +29,7 @@ __all__ = [
     "si_prefix",
     "trial_counts",
     "trial_state",
+    "v1_left_out",
     "verdict",
     "worker_state",
 ]
@@ -38,6 +39,21 @@ V1_NOTE = (
     "formulas, times its constants of 1,280,000 trained and 50,000 evaluated images per epoch, over a run time "
     "that ends at the last finished epoch. It is not this benchmark's score."
 )
+
+
+def v1_left_out(result: Result) -> str | None:
+    """Why the AIPerf v1 figure is not shown for ``result``, or None where it is comparable (ImageNet's rules).
+
+    v1's figure multiplies FLOPs per image by ImageNet's image counts, whatever the run trained on; on any other
+    dataset it is that many times too large (about 870x on digits) and would only mislead next to the score.
+    """
+    if result.dataset == "imagenet":
+        return None
+    rules = result.dataset_rules
+    train, evaluate = rules.get("train_images"), rules.get("eval_images")
+    has = f" has {train:,} + {evaluate:,}" if isinstance(train, int) and isinstance(evaluate, int) else " differs"
+    return f"v1 assumes ImageNet's 1,280,000 + 50,000 images per epoch; this {result.dataset} run{has}"
+
 
 _PREFIXES = ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
@@ -86,11 +102,11 @@ def format_ratio(fraction: float | None) -> str:
 
 
 def verdict(result: Result) -> str:
-    """``VALID``; ``PROVISIONAL`` while the run goes on and the only failed rule is that its window is still open;
-    else ``INVALID``."""
+    """``VALID``; ``PROVISIONAL`` while the window is open (a rule failing now, the duration first of all, may still
+    pass by the deadline); else ``INVALID`` (an interrupted window is never a result)."""
     if result.valid:
         return "VALID"
-    if result.status == "running" and all(r.passed or r.name == "window" for r in result.rules):
+    if result.status == "running":
         return "PROVISIONAL"
     return "INVALID"
 
@@ -159,6 +175,16 @@ def _efficiency_text(result: Result) -> str:
     return text + (" (not meaningful: the probes read low)" if result.efficiency_note else "")
 
 
+def _v1_line(result: Result) -> str:
+    why = v1_left_out(result)
+    if why is not None:
+        return f"AIPerf v1    left out: {why}"
+    return (
+        f"AIPerf v1    {format_rate(result.v1_score)}  (AIPerf v1 convention, only to compare with v1 results;"
+        " not this benchmark's score)"
+    )
+
+
 def format_summary(result: Result) -> str:
     """The text summary printed on stdout at the end of a run (and saved as summary.txt)."""
     paths = ExperimentPaths(Path(result.root))
@@ -176,8 +202,7 @@ def format_summary(result: Result) -> str:
         f"regulated    {format_rate(final.regulated)}  (score x |ln(error)|)",
         f"best top-1   {format_percent(final.best_top1)}  (error {format_percent(final.error)}"
         + (f", trial {best.trial})" if best else ")"),
-        f"AIPerf v1    {format_rate(result.v1_score)}  (AIPerf v1 convention, only to compare with v1 results;"
-        " not this benchmark's score)",
+        _v1_line(result),
         f"efficiency   {_efficiency_text(result)}",
         f"trials       {len(result.trials)}: {_counts_text(trial_counts(result))}; {workers} worker"
         f"{'s' if workers != 1 else ''}, {starts} start{'s' if starts != 1 else ''}",
@@ -197,7 +222,8 @@ def format_summary(result: Result) -> str:
     lines += [
         f"report       {paths.report_html}",
         f"result.json  {paths.result_json}",
-        f"tensorboard  tensorboard --logdir {shlex.quote(str(paths.tensorboard))}",
+        f"tensorboard  tensorboard --logdir {shlex.quote(str(paths.tensorboard))}   (score, workers, epoch curves)",
+        f"hparams      tensorboard --logdir {shlex.quote(str(paths.hparams))}   (one HParams session per trial)",
     ]
     return "\n".join(lines) + "\n"
 
@@ -208,6 +234,7 @@ def format_status(result: Result, now: float | None = None) -> str:
     final = result.final
     best = _best(result)
     window = result.deadline - result.t0
+    so_far = " so far" if result.status == "running" else ""
     if result.status == "running":
         timing = f"{format_duration(result.duration_s)} of {format_duration(window)}, " + (
             f"{format_duration(max(0.0, result.deadline - now))} left"
@@ -218,7 +245,7 @@ def format_status(result: Result, now: float | None = None) -> str:
     lines = [
         f"experiment  {result.experiment}: {result.status}; dataset {result.dataset}",
         f"elapsed     {timing}",
-        f"score       {format_rate(final.score)} so far (regulated {format_rate(final.regulated)}),"
+        f"score       {format_rate(final.score)}{so_far} (regulated {format_rate(final.regulated)}),"
         f" {final.epochs} epochs",
         f"best top-1  {format_percent(final.best_top1)}" + (f" (trial {best.trial})" if best else ""),
         f"trials      {_counts_text(trial_counts(result))}",
@@ -233,5 +260,12 @@ def format_status(result: Result, now: float | None = None) -> str:
         node = f" on {w.node}" if w.node else ""
         lines.append(f"{'workers' if i == 0 else '':<12}{w.worker}{node}: {state}, {age}{doing}")
     failed = [r.name for r in result.rules if not r.passed]
-    lines.append(f"validity    {verdict(result)}" + (f" (failing: {', '.join(failed)})" if failed else ""))
+    if result.status == "running":
+        pending = [name for name in failed if name != "window"]
+        lines.append(
+            "validity    PROVISIONAL until the window closes"
+            + (f" (not passing yet: {', '.join(pending)})" if pending else " (every other rule passes now)")
+        )
+    else:
+        lines.append(f"validity    {verdict(result)}" + (f" (failing: {', '.join(failed)})" if failed else ""))
     return "\n".join(lines) + "\n"

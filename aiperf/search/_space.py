@@ -417,7 +417,7 @@ _RULE_FIELDS = (
 
 @dataclass(frozen=True)
 class Rules(Mapping[str, Any]):
-    """What makes a run on this dataset valid (design.md section 1) and the dataset's facts.
+    """What makes a run on this dataset valid (docs/design.md section 1) and the dataset's facts.
 
     Also a read-only mapping with the file's field names and JSON values (lists for tuples), so that
     ``dict(spec.rules)`` is the rule block the master journals and the score checks.
