@@ -17,10 +17,11 @@ from google.protobuf import json_format
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hp_metadata
+from _consistent import ARCH, COUNTS, TRAIN_FPI
 from test_report import EPOCH_FLOPS, Experiment, make_experiment
 
 from aiperf.history import JournalSet
-from aiperf.monitor import LiveState, LiveView, Progress, TensorBoardMonitor
+from aiperf.monitor import LiveState, LiveView, Progress, TensorBoardMonitor, _depth
 from aiperf.paths import ExperimentPaths
 from aiperf.report import analyze, format_percent, format_rate
 
@@ -115,9 +116,9 @@ def test_every_ended_trial_is_one_hparams_session(tmp_path: Path) -> None:
     hparams, metrics, status = session(exp.paths.trial_tensorboard("w001-0"))
     assert status == "STATUS_SUCCESS"
     assert hparams["lr"] == 0.1 and hparams["note"] == "x"
-    assert hparams["arch/params"] == 12_345
-    assert hparams["arch/flops"] == 3.0e6
-    assert hparams["arch/depth"] == 0  # the test's architecture JSON lists no layers
+    assert hparams["arch/params"] == COUNTS.params
+    assert hparams["arch/flops"] == TRAIN_FPI
+    assert hparams["arch/depth"] == _depth(ARCH) and hparams["arch/depth"] > 0
     assert hparams["worker"] == "w001" and hparams["status"] == "finished"
     assert metrics["trial/best_top1"] == pytest.approx(0.95) and metrics["trial/epochs"] == 2
     assert metrics["trial/last_train_loss"] == pytest.approx(1.0) and metrics["trial/last_lr"] == pytest.approx(0.025)
