@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _consistent import ARCH, COUNTS, TRAIN_FPI
 from google.protobuf import json_format
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hp_metadata
-from _consistent import ARCH, COUNTS, TRAIN_FPI
 from test_report import EPOCH_FLOPS, Experiment, make_experiment
 
 from aiperf.history import JournalSet
