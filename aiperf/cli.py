@@ -125,6 +125,10 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     else:
         print(f"{result.node}: {result.device_name} x{result.devices}, {result.threads} threads")
         print(f"dense GEMM peak ({result.precision}): {result.peak_flops / 1e9:,.1f} GFLOP/s")
+        spec = "none"
+        if result.spec_peak_flops:
+            spec = f"{result.spec_peak_flops / 1e9:,.1f} GFLOP/s, {result.spec_source}"
+        print(f"spec peak: {spec}; {result.spec_note}" + ("  [FLAGGED]" if result.above_spec else ""))
     return 0
 
 

@@ -49,7 +49,8 @@ Payloads by ``type`` (all times are unix seconds; all image counts are totals ov
 ``probe`` (master)
     ``node``, ``node_host``, ``precision``, ``peak_flops`` (dense GEMM, sum over the node's devices),
     ``per_device_flops``, ``device``, ``device_name``, ``devices``, ``threads``, ``gpus`` (NVML snapshot or null),
-    ``phase`` (``before`` the window or ``after`` it; a node's peak is its best reading).
+    ``phase`` (``before`` the window or ``after`` it; a node's peak is its best reading), ``spec_peak_flops``,
+    ``spec_source``, ``above_spec``, ``spec_note`` (the datasheet's peak, :mod:`aiperf.specs`; may be absent).
 
 Timing fields (``*_s``) are additive diagnostics for the overhead benchmark (bench/bench_duty_cycle.py); readers
 must not require them.
