@@ -18,6 +18,7 @@ from typing import Any
 
 from aiperf.history import JournalSet, cyclic_gc_paused, record_order
 from aiperf.paths import ExperimentPaths
+from aiperf.report._hardware import HardwareLedger, HardwareSummary
 from aiperf.score import (
     EpochWork,
     Rule,
@@ -107,6 +108,7 @@ class Result:
     efficiency_note: str | None = None  # why the efficiency figure is not meaningful (above 100%), if it is not
     node_peaks: dict[str, float] = field(default_factory=dict)
     epochs: list[EpochWork] = field(default_factory=list)
+    hardware: HardwareSummary = field(default_factory=HardwareSummary)  # energy, stalls, spec peaks
 
     @property
     def duration_s(self) -> float:
@@ -175,6 +177,7 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
     timed_epochs: list[tuple[tuple[float, str, int], EpochWork]] = []
     problems: list[str] = []
     last_time = 0.0
+    ledger = HardwareLedger()
 
     def trial_of(record: Mapping[str, Any]) -> TrialSummary:
         tid = str(record.get("trial"))
@@ -254,9 +257,11 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
                 t.t_end = record["time"]
         except (KeyError, TypeError, ValueError) as exc:
             problems.append(f"{writer} record {record.get('seq')} ({kind}): unusable ({exc.__class__.__name__}: {exc})")
+        ledger.add(record)
 
     journal_set.close()
     problems[:0] = [str(p) for p in journal_set.problems]
+    problems += ledger.problems
     timed_epochs.sort(key=lambda pair: pair[0])
     epochs = [work for _, work in timed_epochs]
     if start is None:
@@ -339,6 +344,14 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
         dataset_rules=dict(dataset_rules),
         end_reason=(end or {}).get("reason"),
         epochs=counted,
+        hardware=ledger.finish(
+            t0,
+            t_end,
+            final.score,
+            final.flops,
+            [w.node or w.host or w.worker for w in workers.values() if w.starts],
+            timeline_step(t_end - t0),
+        ),
     )
 
 
