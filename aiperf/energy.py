@@ -217,9 +217,12 @@ class NodeSampler:
         self.rapl = rapl if rapl is not None and rapl.domains else None
 
     @classmethod
-    def for_worker(cls, device: str, ranks: int, powercap: Path = POWERCAP_ROOT) -> NodeSampler:
+    def for_worker(cls, device: str, ranks: int, powercap: Path | None = None) -> NodeSampler:
         """What a worker of ``ranks`` ranks on ``device`` can measure: its GPUs through NVML (when ``device`` is
-        cuda and NVML works) and the CPU packages through RAPL (when readable)."""
+        cuda and NVML works) and the CPU packages through RAPL (when readable) under ``powercap``, by default
+        ``$AIPERF_POWERCAP`` or ``/sys/class/powercap`` (the variable lets a test give a whole run a fake tree)."""
+        if powercap is None:
+            powercap = Path(os.environ.get("AIPERF_POWERCAP") or POWERCAP_ROOT)
         gpus = None
         if device == "cuda":
             nvml = import_nvml()

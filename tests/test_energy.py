@@ -311,3 +311,54 @@ def test_a_counter_that_restarts_with_its_worker_loses_that_interval_and_never_g
     assert device.energy_j == pytest.approx(300.0) and device.covered_s == pytest.approx(30.0)
     assert any("cover 75% of the window" in n for n in hw.energy_notes)
     assert hw.gflops_per_w == pytest.approx(4e10 / 300.0 / 1e9)
+
+
+# -- a real run ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_real_run_journals_energy_samples_and_reports_them(tmp_path: Path) -> None:
+    """``aiperf run`` with a fake powercap tree whose counter moves (10 W) while the run lasts: the worker journals
+    start, heartbeat and end samples, result.json has the energy, and ``aiperf verify`` agrees."""
+    import os
+    import subprocess
+    import threading
+    import time
+
+    rapl = tmp_path / "powercap"
+    package = _package(rapl, "intel-rapl:0", 0)
+    done = threading.Event()
+
+    def burn() -> None:
+        start = time.time()
+        while not done.wait(0.2):
+            (package / "energy_uj").write_text(f"{int((time.time() - start) * 10e6)}\n")
+
+    config = tmp_path / "aiperf.toml"
+    config.write_text('[run]\nduration = "12s"\nworkers = 1\nheartbeat = "1s"\nstuck_after = "60s"\n')
+    thread = threading.Thread(target=burn, daemon=True)
+    thread.start()
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "aiperf", "run", "--config", str(config), "--experiment-dir", str(tmp_path / "e")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            env={**os.environ, "AIPERF_POWERCAP": str(rapl)},
+        )
+    finally:
+        done.set()
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    paths = ExperimentPaths(tmp_path / "e")
+    records = [json.loads(line) for line in paths.journal("w000").read_text().splitlines()]
+    phases = [r["phase"] for r in records if r["type"] == "energy"]
+    assert phases[0] == "start" and phases[-1] == "end" and phases.count("sample") >= 5
+    doc = json.loads(paths.result_json.read_text())["hardware"]["energy"]
+    assert doc["measured"] and [d["device"] for d in doc["devices"]] == ["cpu:intel-rapl:0"]
+    assert doc["average_power_w"] == pytest.approx(10.0, rel=0.35)  # samples are 1 s apart, the edges prorated
+    assert "energy       " in out.stdout and "GFLOPS/W" in out.stdout
+    check = subprocess.run(
+        [sys.executable, "-m", "aiperf", "verify", str(paths.root)], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
