@@ -362,3 +362,18 @@ def test_a_real_run_journals_energy_samples_and_reports_them(tmp_path: Path) -> 
         [sys.executable, "-m", "aiperf", "verify", str(paths.root)], capture_output=True, text=True, check=False
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.parametrize(
+    "devices",
+    [None, 7, "gpu0", [["gpu0"]], [{"kind": "gpu"}], [None], {"id": "gpu0"}],
+)
+def test_a_malformed_energy_record_is_a_problem_line_not_a_crash(devices: object) -> None:
+    from aiperf.report._hardware import HardwareLedger
+
+    ledger = HardwareLedger()
+    ledger.add({"type": "energy", "worker": "w0", "host": "h", "seq": 3, "time": 1.0, "devices": devices})
+    ledger.add({"type": "epoch", "worker": "w0", "seq": 4, "trial": "t", "t_end": 2.0, "input_wait_s": "x"})
+    assert len(ledger.problems) == 1 and ledger.problems[0].startswith("w0 record 3 (energy): unusable")
+    hw = ledger.finish(0.0, 10.0, score=1.0, flops=10.0, nodes=["n0"], step=1.0)
+    assert hw.energy_j is None and hw.unmeasured_nodes == ["n0"]

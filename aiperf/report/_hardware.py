@@ -132,7 +132,7 @@ class HardwareLedger:
                     )
             elif kind == "probe":
                 self._probes.append(record)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             self.problems.append(f"{record.get('worker')} record {record.get('seq')} ({kind}): unusable ({exc})")
 
     def _energy(self, record: Mapping[str, Any]) -> None:
