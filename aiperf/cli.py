@@ -152,7 +152,24 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     else:
         print(f"{result.node}: {result.device_name} x{result.devices}, {result.threads} threads")
         print(f"dense GEMM peak ({result.precision}): {result.peak_flops / 1e9:,.1f} GFLOP/s")
+        spec = "none"
+        if result.spec_peak_flops:
+            spec = f"{result.spec_peak_flops / 1e9:,.1f} GFLOP/s, {result.spec_source}"
+        print(f"spec peak: {spec}; {result.spec_note}" + ("  [FLAGGED]" if result.above_spec else ""))
+    if args.data:
+        from aiperf.datasets import measure_read
+
+        speed = measure_read(args.data, image_size=args.image_size, images=args.read_images, workers=args.read_workers)
+        print(_per_core_line(speed.images_per_core_s, f"imagenet at {args.data}, {args.image_size} px training reads"))
     return 0
+
+
+def _per_core_line(per_core: float, what: str, wanted: float = 10_000.0) -> str:
+    """The loader's images/s per CPU core and the cores a GPU wanting ``wanted`` images/s would need."""
+    cores = wanted / per_core if per_core > 0 else float("inf")
+    return (
+        f"loader      {per_core:,.0f} images/s per CPU core ({what}); {wanted:,.0f} images/s needs ~{cores:,.0f} cores"
+    )
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
@@ -217,6 +234,8 @@ def _prepare_data(args: argparse.Namespace) -> int:
               f"CPU for {speed.images:,} images of {speed.bytes / 1e6:,.1f} MB)")  # fmt: skip
     print(f"speed-up    {source.seconds / copy.seconds:.2f}x faster to read on this machine "
           f"({source.cpu_seconds / max(copy.cpu_seconds, 1e-9):.2f}x less CPU per image)")  # fmt: skip
+    print(_per_core_line(source.images_per_core_s, "source"))
+    print(_per_core_line(copy.images_per_core_s, "copy"))
     return 0
 
 
@@ -278,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="total length of the timed matmul bursts (5 of them; the median counts)",
     )
     probe.add_argument("--json", action="store_true", help="print the probe record as JSON")
+    probe.add_argument("--data", default=None, help="an ImageNet folder: also measure the loader's images/s per core")
+    probe.add_argument("--image-size", type=int, default=224, help="training crop size for --data")
+    probe.add_argument("--read-images", type=int, default=512, help="training images read for --data")
+    probe.add_argument("--read-workers", type=int, default=2, help="loader processes for --data")
     probe.set_defaults(handler=_cmd_probe)
 
     data = sub.add_parser("data", help="check a dataset against its rules, or prepare a faster-loading ImageNet copy")

@@ -49,7 +49,8 @@ Payloads by ``type`` (all times are unix seconds; all image counts are totals ov
     ``trial``, ``epoch`` (1-based), ``t_start``, ``t_end``, ``train_images``, ``eval_images``, ``train_loss``,
     ``eval_loss``, ``top1`` (validation, 0..1), ``lr``, ``images_per_s``, ``precision``,
     ``train_flops_per_image``, ``eval_flops_per_image``, ``train_seconds``, ``eval_seconds``, ``loader_s`` (of
-    the epoch, seconds waiting for the first training and the first evaluation batch).
+    the epoch, seconds waiting for the first training and the first evaluation batch), ``input_wait_s`` (seconds
+    the epoch's training and evaluation waited for input batches, first batches included).
 ``trial_end`` (worker)
     ``trial``, ``status`` (``finished`` | ``failed`` | ``stopped``), ``reason`` (null or one line),
     ``best_top1``, ``reward`` (the search's reward, possibly a prediction), ``epochs`` (completed),
@@ -60,7 +61,14 @@ Payloads by ``type`` (all times are unix seconds; all image counts are totals ov
 ``probe`` (master)
     ``node``, ``node_host``, ``precision``, ``peak_flops`` (dense GEMM, sum over the node's devices),
     ``per_device_flops``, ``device``, ``device_name``, ``devices``, ``threads``, ``gpus`` (NVML snapshot or null),
-    ``phase`` (``before`` the window or ``after`` it; a node's peak is its best reading).
+    ``phase`` (``before`` the window or ``after`` it; a node's peak is its best reading), ``spec_peak_flops``,
+    ``spec_source``, ``above_spec``, ``spec_note`` (the datasheet's peak, :mod:`aiperf.specs`; may be absent).
+
+``energy`` (worker, rank 0; :mod:`aiperf.energy`)
+    ``phase`` (``start`` when the window opens, ``sample`` every heartbeat, ``end``), ``devices``: per GPU (NVML)
+    or CPU package (RAPL) ``id``, ``kind``, ``energy_j`` (cumulative counter, null without one), GPUs also
+    ``power_w``, ``util``, ``sm_mhz``, ``mem_mib``, ``temp_c``; ``name`` in ``start``; ``lost`` once a GPU stops
+    answering. Left out of the history feed.
 
 Timing fields (``*_s``) are additive diagnostics for the overhead benchmark (bench/bench_duty_cycle.py); readers
 must not require them.
@@ -114,6 +122,7 @@ EVENT_TYPES = (
     "trial_end",
     "worker_stop",
     "probe",
+    "energy",
 )
 # Records that only the master may write: in any other journal they are forgeries and are never honoured.
 CONTROL_TYPES = frozenset({"experiment_start", "experiment_end", "launch", "heads", "probe"})

@@ -574,7 +574,8 @@ class IntegrityChecker:
         return sorted(self.findings, key=lambda f: order.get(f.check, 1))
 
     def plausibility(self, node_peaks: Mapping[str, float]) -> list[str]:
-        """Nodes that ran faster than their probed peak allows: one line each, with the figures."""
+        """Nodes that ran faster than their peak allows (the probed one, or the datasheet's where that is lower):
+        one line each, with the figures."""
         out = []
         for node, intervals in sorted(self.node_epochs.items()):
             peak = node_peaks.get(node)
@@ -585,7 +586,7 @@ class IntegrityChecker:
                 t = at - (self.start.t0 if self.start else 0.0)
                 out.append(
                     f"node {node} sustained {rate / 1e9:,.1f} GFLOP/s at t={t:.0f} s, over {PEAK_TOLERANCE:.2f}x its "
-                    f"probed peak of {peak / 1e9:,.1f} GFLOP/s"
+                    f"peak of {peak / 1e9:,.1f} GFLOP/s (probed, or the datasheet's where lower)"
                 )
         return out
 

@@ -2,8 +2,9 @@
 
 The peak is measured, not looked up: a short square-matmul micro-benchmark (as DeepBench does) in the precision the
 run trains in, on every device of the node, the median of five timed bursts. The benchmark's efficiency is then the
-sustained score over the sum of these peaks, the analogue of HPL's Rmax / Rpeak. Everything that touches hardware
-lives here, behind plain functions that tests can call directly.
+sustained score over the sum of these peaks, the analogue of HPL's Rmax / Rpeak. The datasheet's peak
+(:mod:`aiperf.specs`) is set beside it, and a reading above the datasheet is flagged. Everything that touches
+hardware lives here, behind plain functions that tests can call directly.
 """
 
 from __future__ import annotations
@@ -144,6 +145,10 @@ class ProbeResult:
     torch_version: str
     python_version: str
     gpus: list[dict[str, Any]] | None = field(default=None)
+    spec_peak_flops: float | None = None  # the datasheet's dense peak for the node (aiperf.specs); None: unknown
+    spec_source: str | None = None
+    above_spec: bool = False  # the reading exceeds the spec beyond aiperf.specs.SPEC_TOLERANCE: implausible
+    spec_note: str | None = None
 
     def to_event(self) -> dict[str, Any]:
         return {"type": "probe", **asdict(self), "per_device_flops": list(self.per_device_flops)}
@@ -167,6 +172,9 @@ def probe_node(
         count = 1
         per = (gemm_peak(precision, "cpu", seconds=seconds),)
         name = cpu_name()
+    from aiperf.specs import check_probe
+
+    spec = check_probe(name, precision, count, sum(per))
     return ProbeResult(
         node=node or os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
         node_host=socket.gethostname(),
@@ -181,4 +189,8 @@ def probe_node(
         torch_version=torch.__version__,
         python_version=platform.python_version(),
         gpus=nvml_snapshot() if dev == "cuda" else None,
+        spec_peak_flops=spec.spec_flops,
+        spec_source=spec.source,
+        above_spec=spec.above_spec,
+        spec_note=spec.note,
     )

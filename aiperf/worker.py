@@ -100,6 +100,7 @@ class _Heartbeat(threading.Thread):
         self.stop_condition = stop
         self.interval = interval
         self.trial: str | None = None
+        self.sampler: Any = None  # an aiperf.energy.NodeSampler once the window opens: energy every heartbeat
         self._done = threading.Event()
 
     def run(self) -> None:
@@ -114,6 +115,8 @@ class _Heartbeat(threading.Thread):
                 )
             except AiperfError:
                 pass  # a full disk shows up in the main loop's next write; the watchdog sees the silence
+            if self.sampler is not None:
+                self.sampler.emit(self.journal, "sample")
 
     def finish(self) -> None:
         self._done.set()
@@ -392,6 +395,14 @@ def run_worker(experiment: Path, worker_id: str) -> int:
     window = broadcast_json({"deadline": None if start is None else float(start["deadline"])}, dist)
     if window["deadline"] is not None:
         stop.deadline = float(window["deadline"])
+    sampler = None
+    if journal is not None and heartbeat is not None and window["deadline"] is not None:
+        from aiperf.energy import NodeSampler
+
+        gpu = config.train.device != "cpu" and torch.cuda.is_available()
+        sampler = NodeSampler.for_worker("cuda" if gpu else "cpu", dist.local_world_size)
+        sampler.emit(journal, "start")
+        heartbeat.sampler = sampler
 
     status = 0
     try:
@@ -479,6 +490,9 @@ def run_worker(experiment: Path, worker_id: str) -> int:
         if reader is not None:
             reader.close()
         if journal is not None:
+            if sampler is not None:
+                sampler.emit(journal, "end")
+                sampler.close()
             try:
                 journal.emit(
                     {

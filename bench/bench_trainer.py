@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import statistics
 import sys
 import time
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2, help="torch threads on CPU")
     parser.add_argument("--compile", action="store_true", help="torch.compile in both")
+    parser.add_argument("--out", default=None, help="also write the wall-clock medians and ratio here as JSON")
     args = parser.parse_args(argv)
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -184,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  hand-written loop: {med_hand:9.1f} img/s")
         print(f"  aiperf trainer:    {med_ours:9.1f} img/s")
         print(f"  ratio trainer/hand: {med_ours / med_hand:.3f} (median of paired ratios {paired:.3f}; target >= 0.97)")
+    if args.out:
+        hand_ips, our_ips = runs["hand"]["wall"], runs["trainer"]["wall"]
+        figures = {"hand_images_per_s": statistics.median(hand_ips), "trainer_images_per_s": statistics.median(our_ips)}
+        figures["ratio"] = figures["trainer_images_per_s"] / figures["hand_images_per_s"]
+        with open(args.out, "w") as handle:
+            json.dump({**figures, "device": where, "arch": args.arch, "precision": args.precision}, handle)
     return 0
 
 

@@ -1,29 +1,31 @@
 #!/usr/bin/env bash
-# The GPU benchmark in one command (under 10 minutes on one recent GPU: with the default window every step runs under a
-# timeout and the steps together stop within BUDGET_S = 560 s), from the repository root of an install with a CUDA
-# build of torch (pip install -e .):
+# The GPU benchmark in one command, for a short window on one GPU (under 8 minutes: every step runs under a timeout
+# and the steps together stop within BUDGET_S = 470 s), from the repository root of an install with a CUDA build of
+# torch (pip install -e '.[gpu]': nvidia-ml-py gives the energy figures). It ends with one table (bench/gpu_table.py):
 #
 #   1. the trainer against a hand-written PyTorch loop on ImageNet-shaped data (bench/bench_trainer.py --device cuda:
 #      resnet50, 3x224x224, bf16, channels_last): images/s of both and their ratio;
-#   2. a short ImageNet-shaped synthetic experiment (aiperf run: synthetic 3x224x224 images, 1000 classes, bf16, one
-#      worker with one rank per GPU, the search seeded with ResNet-50 through a search-space file written here);
-#   3. its score, its images/s, and its efficiency against the bf16 GEMM peak the run probed (bench_efficiency.py:
-#      each node's best reading, before or after the window, as the report counts it).
+#   2. bf16 against fp16 with GradScaler, torch.compile off against on with its compile time per trial and where it
+#      pays for itself, the input-stall share, and a 1-rank NCCL world (bench/gpu_extras.py);
+#   3. a short ImageNet-shaped synthetic experiment (aiperf run: synthetic 3x224x224 images, 1000 classes, bf16, one
+#      worker with one rank per GPU, the search seeded with ResNet-50 through a search-space file written here): its
+#      score, its efficiency against the probed and the spec peak, GFLOPS/W and the data-stall share (result.json).
 #
-# Usage: bench/gpu.sh [--dry-run] [--window 180s]
-#   --dry-run   write the experiment's config and search space, check them, print the plan; needs no GPU (tested)
-#   --window    the experiment's window; a window longer than 180 s raises the budget by the difference
+# Usage: bench/gpu.sh [--dry-run] [--window 120s]
+#   --dry-run   write the experiment's config and search space, check them, print the plan and the (empty) table;
+#               needs no GPU (tested)
+#   --window    the experiment's window; a window longer than 120 s raises the budget by the difference
 # Results go to stdout and to $OUT (a folder; default: a temporary one). Without a CUDA GPU it stops at once with
 # status 2 and says so.
 set -euo pipefail
 PYTHON="${PYTHON:-python}"
 DRY=0
-WINDOW=180s
+WINDOW=120s
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --dry-run) DRY=1 ;;
         --window) WINDOW="$2"; shift ;;
-        *) echo "gpu.sh: unknown argument $1 (use --dry-run, --window 180s)" >&2; exit 2 ;;
+        *) echo "gpu.sh: unknown argument $1 (use --dry-run, --window 120s)" >&2; exit 2 ;;
     esac
     shift
 done
@@ -87,27 +89,35 @@ print(f"experiment: synthetic 3x224x224, 1000 classes, bf16, {gpus} rank(s); see
 PY
 
 # Time limits. Each step runs under `timeout` (SIGTERM, then SIGKILL KILL_S later); the experiment gets what the
-# budget leaves after the trainer step and the report step, and needs its window plus start-up, the probes before and
-# after the window, and the report (estimated at 60-120 s on one GPU node: not measured yet, no GPU was lent).
+# budget leaves after the others, and needs its window plus start-up, the probes before and after the window, and
+# the report (estimated at 60-120 s on one GPU node: not measured yet, no GPU was lent).
 WINDOW_S=$(cat "$OUT/window_s")
-BUDGET_S=$((560 + (WINDOW_S > 180 ? WINDOW_S - 180 : 0)))
-TRAINER_S=140
-REPORT_S=30
-KILL_S=10
-EXPERIMENT_S=$((BUDGET_S - TRAINER_S - REPORT_S - 3 * KILL_S - 20))  # 20 s: this script's own python steps
+BUDGET_S=$((470 + (WINDOW_S > 120 ? WINDOW_S - 120 : 0)))
+TRAINER_S=90
+EXTRAS_S=120
+REPORT_S=20
+KILL_S=5
+EXPERIMENT_S=$((BUDGET_S - TRAINER_S - EXTRAS_S - REPORT_S - 4 * KILL_S - 15))  # 15 s: this script's own steps
 if [[ $DRY == 1 ]]; then
-    echo "dry run: would run bench/bench_trainer.py --device cuda (resnet50, 3x224x224, bf16) and"
-    echo "  aiperf run --config $OUT/experiment.toml --experiment-dir $OUT/experiment, then report it"
-    echo "  time limits: trainer ${TRAINER_S} s, experiment at most ${EXPERIMENT_S} s (window ${WINDOW_S} s)," \
-        "report ${REPORT_S} s; all steps stop within ${BUDGET_S} s"
+    echo "dry run: would run bench/bench_trainer.py --device cuda (resnet50, 3x224x224, bf16),"
+    echo "  bench/gpu_extras.py --device cuda (bf16 vs fp16 + GradScaler, torch.compile off vs on, 1-rank NCCL world),"
+    echo "  aiperf run --config $OUT/experiment.toml --experiment-dir $OUT/experiment, then bench/gpu_table.py"
+    echo "  time limits: trainer ${TRAINER_S} s, extras ${EXTRAS_S} s, experiment at most ${EXPERIMENT_S} s" \
+        "(window ${WINDOW_S} s), table ${REPORT_S} s; all steps stop within ${BUDGET_S} s"
+    "$PYTHON" "$HERE/gpu_table.py" "$OUT"
     exit 0
 fi
 
 "$PYTHON" -c "import torch; print('torch', torch.__version__, 'on', torch.cuda.get_device_name(0), 'x', torch.cuda.device_count())" | log
+"$PYTHON" -c "import pynvml" 2>/dev/null || echo "note: nvidia-ml-py is not installed: no energy figures (pip install nvidia-ml-py)" | log
 echo "== trainer vs hand-written loop (ImageNet-shaped, resnet50, bf16) ==" | log
 timeout -k $KILL_S $TRAINER_S "$PYTHON" "$HERE/bench_trainer.py" --device cuda --precision bf16 --dataset synthetic \
-    --shape 3 224 224 --train-size 4096 --arch resnet50 --batch-size 256 --epochs 1 --reps 3 2>&1 | tail -9 | log || \
-    echo "bench_trainer.py did not finish in $TRAINER_S s" | log
+    --shape 3 224 224 --train-size 4096 --arch resnet50 --batch-size 256 --epochs 1 --reps 3 \
+    --out "$OUT/trainer.json" 2>&1 | tail -9 | log || echo "bench_trainer.py did not finish in $TRAINER_S s" | log
+
+echo "== bf16 vs fp16 + GradScaler, torch.compile off vs on, 1-rank NCCL world ==" | log
+timeout -k $KILL_S $EXTRAS_S "$PYTHON" "$HERE/gpu_extras.py" --device cuda --batch-size 128 --steps 30 \
+    --out "$OUT/extras.json" 2>&1 | tail -6 | log || echo "gpu_extras.py did not finish in $EXTRAS_S s" | log
 
 echo "== ImageNet-shaped synthetic experiment ($WINDOW, bf16) ==" | log
 # What is left of the budget now (the steps before may have taken less than their limits), within EXPERIMENT_S.
@@ -119,26 +129,6 @@ fi
 timeout -k $KILL_S $EXPERIMENT_S "$PYTHON" -m aiperf run --config "$OUT/experiment.toml" \
     --experiment-dir "$OUT/experiment" > "$OUT/experiment.log" 2>&1 || \
     echo "aiperf run exited with status $? (124: stopped after $EXPERIMENT_S s)" | log
-tail -12 "$OUT/experiment.log" | log
-timeout -k $KILL_S $REPORT_S "$PYTHON" - "$OUT/experiment" <<'PY' 2>&1 | log || echo "no figures from the experiment" | log
-import json, statistics, sys
-from pathlib import Path
-sys.path.insert(0, "bench")
-from bench_efficiency import format_figures, read_run
-from aiperf.history import read_journal
-
-root = Path(sys.argv[1])
-figures = read_run(root)
-epochs = [r for p in sorted((root / "journals").glob("w*.jsonl")) for r in read_journal(p)[0] if r["type"] == "epoch"]
-ips = [float(r["images_per_s"]) for r in epochs]
-print(format_figures(figures, None, ""))
-if ips:
-    print(f"training images/s in the run: median {statistics.median(ips):,.0f}, best {max(ips):,.0f} "
-          f"({len(epochs)} epochs)")
-if figures.recorded_peak > 0:  # each node's best reading (before or after the window), summed over nodes
-    print(f"efficiency against the probed bf16 peak: {100 * figures.score / figures.recorded_peak:.1f}% "
-          f"(inside epochs: {100 * figures.training_rate / figures.recorded_peak:.1f}%)")
-else:
-    print("efficiency: not computed, the run recorded no probe (see experiment.log)")
-PY
+tail -16 "$OUT/experiment.log" | log
+timeout -k $KILL_S $REPORT_S "$PYTHON" "$HERE/gpu_table.py" "$OUT" 2>&1 | log || echo "no table" | log
 echo "results: $OUT/gpu.txt"

@@ -4,6 +4,7 @@ bench/gpu.sh without a GPU. The benchmarks themselves run for minutes and print 
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import subprocess
@@ -446,7 +447,11 @@ def test_gpu_script_dry_run_writes_a_valid_experiment(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "4.09 GMACs" in done.stdout  # ResNet-50 at 224x224
     budget = int(done.stdout.split("all steps stop within ")[1].split()[0])
-    assert budget < 570  # the script promises under 10 minutes
+    assert budget < 480  # the script promises under 8 minutes
+    table = done.stdout.split("== bench/gpu.sh on ")[1]
+    gpu_table = _bench("gpu_table")
+    for row in gpu_table.ROWS:  # the dry run prints the whole table, every row "not run"
+        assert f"{row}" in table and "not run" in table.split(row)[1].splitlines()[0]
     config = load_config(tmp_path / "experiment.toml")
     assert config.dataset.shape == (3, 224, 224) and config.dataset.num_classes == 1000
     assert config.train.precision == "bf16" and config.train.device == "cuda"
@@ -516,3 +521,16 @@ def test_integrity_recounts_in_a_pool_of_processes_with_the_same_findings(
     pooled = analyze(paths).integrity
     assert any(f.startswith("flops:") and start["trial"] in f for f in inline), inline
     assert sorted(pooled) == sorted(inline)
+
+
+def test_gpu_extras_world_step_and_the_table_on_a_cpu(tmp_path: Path) -> None:
+    """The 1-rank world of gpu_extras.py (gloo on a CPU, NCCL on a GPU) for real, and the table row it feeds."""
+    extras, gpu_table = _bench("gpu_extras"), _bench("gpu_table")
+    out = tmp_path / "extras.json"
+    argv = ["--device", "cpu", "--shape", "3", "8", "8", "--arch", "resnet-tiny", "--batch-size", "4", "--steps", "2"]
+    assert extras.main([*argv, "--skip", "precision", "compile", "--allreduce-mb", "1", "--out", str(out)]) == 0
+    world = json.loads(out.read_text())["world"]
+    assert world["backend"] == "gloo" and world["init_s"] > 0 and world["ddp_images_per_s"] > 0
+    rows = dict(gpu_table.rows(tmp_path))
+    assert rows["1-rank NCCL world"].startswith("gloo: init")
+    assert rows["trainer vs hand-written loop"] == "not run"

@@ -330,6 +330,7 @@ def test_read_speed_is_measured_through_the_training_loader(tmp_path):
     assert len(first.all_seconds) == len(second.all_seconds) == 2
     assert first.seconds == min(first.all_seconds) and first.cpu_seconds > 0
     assert second.bytes < first.bytes
+    assert first.images_per_core_s == pytest.approx(first.images / first.cpu_seconds)
 
 
 def test_cli_prepare_reports_the_speed_up(tmp_path):
@@ -340,6 +341,7 @@ def test_cli_prepare_reports_the_speed_up(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "18: 18 resized" in done.stdout
     assert "speed-up" in done.stdout and "x faster to read on this machine" in done.stdout
+    assert "images/s per CPU core (source)" in done.stdout and "images/s per CPU core (copy)" in done.stdout
     refused = _aiperf("data", "prepare", "imagenet", "--path", str(source), "--out", str(out), "--short-side", "50")
     assert refused.returncode == 2 and "other settings" in refused.stderr
 
@@ -408,3 +410,16 @@ def test_sort_val_with_a_csv_reports_unlabelled_images(tmp_path):
     assert (val / "n01751748" / "ILSVRC2012_val_00000001.JPEG").is_file()
     assert (val / "n09193705" / "ILSVRC2012_val_00000002.JPEG").is_file()
     assert (val / "ILSVRC2012_val_00000003.JPEG").is_file()
+
+
+def test_cli_probe_reports_the_loaders_images_per_core(tmp_path):
+    """So a site can size its CPUs per GPU before a run: the probe reads the dataset as training does."""
+    source = _write_imagenet(tmp_path / "src", width=120, height=90)
+    done = _aiperf("probe", "--device", "cpu", "--precision", "fp32", "--seconds", "0.05", "--data", str(source),
+                   "--image-size", "32", "--read-images", "8", "--read-workers", "0")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("loader"))
+    per_core = float(line.split()[1].replace(",", ""))
+    cores = float(line.split("needs ~")[1].split()[0].replace(",", ""))
+    assert per_core > 0 and cores == pytest.approx(10_000 / per_core, rel=0.05, abs=1)
+    assert "spec peak: none; no spec peak" in done.stdout

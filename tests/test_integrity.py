@@ -234,7 +234,21 @@ def test_a_node_faster_than_its_probed_peak_is_not_plausible(exp: ExperimentPath
     rechain(exp, "master", master)
     result = caught(exp, "plausibility")
     rule = next(r for r in result.rules if r.name == "plausibility")
-    assert "GFLOP/s" in rule.detail and "probed peak" in rule.detail
+    assert "GFLOP/s" in rule.detail and "peak of" in rule.detail
+
+
+def test_a_probe_above_its_datasheet_is_not_plausible(exp: ExperimentPaths) -> None:
+    """A node named an H100 whose probe reads 3 PFLOP/s in bf16: physics says at most ~1 PFLOP/s dense, whatever
+    the record itself claims about its spec."""
+    master = load(exp, "master")
+    for r in master:
+        if r["type"] == "probe":
+            r.update(device_name="NVIDIA H100 80GB HBM3", devices=1, peak_flops=3e15, above_spec=False)
+            r.pop("spec_peak_flops", None)
+    rechain(exp, "master", master)
+    result = caught(exp, "plausibility")
+    rule = next(r for r in result.rules if r.name == "plausibility")
+    assert "spec peak" in rule.detail
 
 
 # -- the audit -------------------------------------------------------------------------------------------------------

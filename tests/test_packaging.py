@@ -44,3 +44,16 @@ def test_static_checks_are_clean(tool: str) -> None:
     argv = [exe, "check", "."] if tool == "ruff" else [exe]
     out = subprocess.run(argv, check=False, capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_every_data_file_in_the_package_is_listed_as_package_data() -> None:
+    """A data file the code reads (spec_peaks.json, checksums.json, search spaces) must ship in the wheel."""
+    import fnmatch
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    missing = []
+    for path in (ROOT / "aiperf").rglob("*.json"):
+        package = ".".join(path.parent.relative_to(ROOT).parts)
+        if not any(fnmatch.fnmatch(path.name, p) for p in patterns.get(package, [])):
+            missing.append(str(path.relative_to(ROOT)))
+    assert not missing, f"not listed in pyproject's package-data: {missing}"

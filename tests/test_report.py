@@ -207,6 +207,37 @@ SCHEMA: dict[str, Any] = {
         "ratio": Opt(NUM),
         "note": Opt(STR),
     },
+    "hardware": {
+        "energy": {
+            "measured": BOOL,
+            "energy_j": Opt(NUM),
+            "energy_kwh": Opt(NUM),
+            "average_power_w": Opt(NUM),
+            "gflops_per_w": Opt(NUM),
+            "measured_nodes": [STR],
+            "unmeasured_nodes": [STR],
+            "devices": [
+                {
+                    "node": STR,
+                    "host": STR,
+                    "worker": STR,
+                    "device": STR,
+                    "kind": OneOf("gpu", "cpu"),
+                    "name": Opt(STR),
+                    "method": Opt(OneOf("counter", "power samples", "mixed")),
+                    "energy_j": NUM,
+                    "covered_s": NUM,
+                    "average_power_w": Opt(NUM),
+                    "samples": INT,
+                    "lost": Opt(STR),
+                }
+            ],
+            "notes": [STR],
+            "timeline": {"*": [{"t": NUM, "power_w": Opt(NUM), "util": Opt(NUM)}]},
+        },
+        "spec": {"peak_flops_sum": Opt(NUM), "ratio": Opt(NUM), "note": Opt(STR), "above_spec": [STR]},
+        "stalls": {"share": Opt(NUM), "workers": {"*": NUM}, "trials": {"*": NUM}, "note": Opt(STR)},
+    },
     "validity": {
         "valid": BOOL,
         "official": BOOL,

@@ -95,6 +95,13 @@ class ReadSpeed:
     def images_per_s(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def images_per_core_s(self) -> float:
+        """Images per CPU-second: what one core decodes per second. A site sizes its CPUs per GPU with it (a GPU
+        that trains N images/s needs N / this many cores feeding it), and unlike ``images_per_s`` it does not
+        depend on how many loader processes ran or on other load."""
+        return self.images / self.cpu_seconds if self.cpu_seconds > 0 else 0.0
+
 
 def _prepare_one(src: str, dst: str, short_side: int, quality: int) -> tuple[str, int, int, str]:
     """Write one image of the copy: ``(action, bytes in, bytes out, reason)``; action is resized, copied or failed."""

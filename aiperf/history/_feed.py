@@ -27,7 +27,7 @@ from aiperf.history._journal import JournalReader
 
 __all__ = ["FeedReader", "FeedWriter", "for_feed"]
 
-_SKIPPED_TYPES = frozenset({"heartbeat"})  # nobody but the master's watchdog needs them
+_SKIPPED_TYPES = frozenset({"heartbeat", "energy"})  # nobody but the master's watchdog (and the report) needs them
 
 
 def for_feed(record: Mapping[str, Any]) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiperf.history import JournalSet, cyclic_gc_paused, record_order
 from aiperf.paths import ExperimentPaths
+from aiperf.report._hardware import HardwareLedger, HardwareSummary
 from aiperf.score import (
     EpochWork,
     Rule,
@@ -110,6 +111,7 @@ class Result:
     epochs: list[EpochWork] = field(default_factory=list)
     integrity: list[str] = field(default_factory=list)  # every integrity finding (aiperf.integrity), one line each
     audit: dict[str, Any] | None = None  # what ``aiperf audit`` found (aiperf.audit.audit_summary), if it ran
+    hardware: HardwareSummary = field(default_factory=HardwareSummary)  # energy, stalls, spec peaks
 
     @property
     def duration_s(self) -> float:
@@ -212,6 +214,7 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
     problems: list[str] = []
     last_time = 0.0
     rules: Mapping[str, Any] | None = dataset_rules
+    ledger = HardwareLedger()
 
     def trial_of(record: Mapping[str, Any]) -> TrialSummary:
         tid = str(record.get("trial"))
@@ -294,6 +297,7 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
                 t.t_end = record["time"]
         except (KeyError, TypeError, ValueError) as exc:
             problems.append(f"{writer} record {record.get('seq')} ({kind}): unusable ({exc.__class__.__name__}: {exc})")
+        ledger.add(record)
 
     # Journal by journal, each in file order (one writer's records are in time order there): only one journal's
     # records are held at a time. What depends on the order across journals is ordered by (time, writer, seq). The
@@ -310,6 +314,7 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
 
     journal_set.close()
     problems[:0] = [str(p) for p in journal_set.problems]
+    problems += ledger.problems
     timed_epochs.sort(key=lambda pair: pair[0])
     epochs = [work for _, work in timed_epochs]
     if start is None:
@@ -380,7 +385,26 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
         )
     )
     audit = _audit(paths, validity_rules)
-    implausible = checker.plausibility(peaks_by_node)
+    hardware = ledger.finish(
+        t0,
+        t_end,
+        final.score,
+        final.flops,
+        [w.node or w.host or w.worker for w in workers.values() if w.starts],
+        timeline_step(t_end - t0),
+    )
+    # A node's bound is its probed peak, or its datasheet's where that is lower: the installed spec table is looked
+    # up again from each probe's device, never taken from the record, and a probe above it is itself implausible.
+    specs: dict[str, float] = {}
+    implausible_probes: list[str] = []
+    for probe in peaks:
+        node, spec = str(probe.get("node")), _spec_check(probe)
+        if spec is not None and spec.spec_flops:
+            specs[node] = spec.spec_flops
+            if spec.above_spec:
+                implausible_probes.append(f"node {node}'s probe ({probe.get('phase') or 'probe'}): {spec.note}")
+    bounds = {node: min(peak, specs.get(node, peak)) for node, peak in peaks_by_node.items()}
+    implausible = checker.plausibility(bounds) + implausible_probes
     if ratio is not None and ratio > 1.0:
         implausible.append(f"efficiency {ratio:.1%} of the probed peaks is above 100%")
     validity_rules.append(
@@ -419,6 +443,7 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
         epochs=counted,
         integrity=integrity,
         audit=audit,
+        hardware=hardware,
     )
 
 
@@ -443,6 +468,17 @@ def _audit(paths: ExperimentPaths, rules: list[Rule]) -> dict[str, Any] | None:
     )
     rules.append(Rule("audit", summary["passed"], detail))
     return summary
+
+
+def _spec_check(probe: Mapping[str, Any]) -> Any:
+    """The installed datasheet's view of one probe record (aiperf.specs), or None for a record without a reading."""
+    from aiperf.specs import check_probe
+
+    peak, devices = probe.get("peak_flops"), probe.get("devices")
+    if isinstance(peak, bool) or not isinstance(peak, int | float) or peak <= 0:
+        return None
+    count = devices if isinstance(devices, int) and not isinstance(devices, bool) and devices > 0 else 1
+    return check_probe(str(probe.get("device_name") or ""), str(probe.get("precision") or ""), count, float(peak))
 
 
 def _window_rule(status: str, t_end: float, deadline: float, reason: str | None) -> Rule:

@@ -28,6 +28,7 @@ from aiperf.report._text import (
     format_ratio,
     format_summary,
     format_utc,
+    hardware_lines,
     trial_counts,
     trial_state,
     v1_left_out,
@@ -346,6 +347,52 @@ def _workers(result: Result) -> str:
     )
 
 
+def _hardware(result: Result) -> str:
+    """Energy and power per node, the spec peak, and the input stalls (aiperf.report._hardware)."""
+    hw = result.hardware
+    lines = "".join(f"<li>{_e(line.strip())}</li>" for line in hardware_lines(result))
+    devices = _table(
+        ["node", "device", "name", "method", "energy", "average power", "samples", "note"],
+        (
+            (
+                _e(d.node),
+                _e(d.device),
+                _e(d.name or ""),
+                _e(d.method or "no interval in the window"),
+                _e(f"{d.energy_j / 3.6e6:.4g} kWh"),
+                _e(format_rate(d.average_power_w, "W")),
+                _e(d.samples),
+                _e(f"stopped answering: {d.lost}" if d.lost else ""),
+            )
+            for d in hw.devices
+        ),
+        numeric=(4, 5, 6),
+    )
+    charts = []
+    for node, points in list(hw.timeline.items())[:16]:
+        power = [(float(p["t"] or 0.0), float(p["power_w"])) for p in points if p["power_w"] is not None]
+        util = [(float(p["t"] or 0.0), float(p["util"]) / 100.0) for p in points if p["util"] is not None]
+        charts.append(line_chart(power, title=f"{node}: power of the measured devices", y_unit="W", si=True))
+        if util:
+            charts.append(line_chart(util, title=f"{node}: GPU utilisation", percent=True, color="#16a34a"))
+    stalls = _table(
+        ["worker", "share of epoch time waiting for input"],
+        ((_e(w), _e(format_percent(share, 1))) for w, share in hw.worker_stalls.items()),
+        numeric=(1,),
+    )
+    return (
+        '<section id="hardware"><h2>Energy, spec peak and input stalls</h2>'
+        f"<ul>{lines}</ul>"
+        + (devices if hw.devices else "")
+        + "".join(charts)
+        + (f"<h3>Input stalls per worker</h3>{stalls}" if hw.worker_stalls else "")
+        + '<p class="muted small">Energy comes from the devices\' own counters (NVML, RAPL) read every heartbeat; '
+        "a node without them is named as not measured, never estimated. GFLOPS/W is the counted FLOPs over the "
+        "measured joules. Per-trial stall shares are in result.json (<code>hardware.stalls.trials</code>).</p>"
+        "</section>"
+    )
+
+
 def _trials(result: Result) -> str:
     counts = trial_counts(result)
     summary = ", ".join(f"{n} {k}" for k, n in counts.items()) or "none"
@@ -441,6 +488,7 @@ def render_html(result: Result) -> str:
             _validity(result),
             _architectures(result),
             _workers(result),
+            _hardware(result),
             _trials(result),
             _audit(result),
             _config(result),

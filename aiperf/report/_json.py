@@ -105,6 +105,53 @@ def _trial(t: TrialSummary, result: Result) -> dict[str, Any]:
     }
 
 
+def _hardware(result: Result) -> dict[str, Any]:
+    """Energy, spec peaks and input stalls (aiperf.report._hardware), every figure recomputed by ``aiperf verify``."""
+    hw = result.hardware
+    return {
+        "energy": {
+            "measured": hw.energy_j is not None,
+            "energy_j": hw.energy_j,
+            "energy_kwh": hw.energy_kwh,
+            "average_power_w": hw.average_power_w,
+            "gflops_per_w": hw.gflops_per_w,
+            "measured_nodes": list(hw.measured_nodes),
+            "unmeasured_nodes": list(hw.unmeasured_nodes),
+            "devices": [
+                {
+                    "node": d.node,
+                    "host": d.host,
+                    "worker": d.worker,
+                    "device": d.device,
+                    "kind": d.kind,
+                    "name": d.name,
+                    "method": d.method,
+                    "energy_j": d.energy_j,
+                    "covered_s": d.covered_s,
+                    "average_power_w": d.average_power_w,
+                    "samples": d.samples,
+                    "lost": d.lost,
+                }
+                for d in hw.devices
+            ],
+            "notes": list(hw.energy_notes),
+            "timeline": {node: [dict(p) for p in points] for node, points in hw.timeline.items()},
+        },
+        "spec": {
+            "peak_flops_sum": hw.spec_peak_flops,
+            "ratio": hw.spec_efficiency,
+            "note": hw.spec_note,
+            "above_spec": list(hw.spec_flags),
+        },
+        "stalls": {
+            "share": hw.stall_share,
+            "workers": dict(hw.worker_stalls),
+            "trials": dict(hw.trial_stalls),
+            "note": hw.stall_note,
+        },
+    }
+
+
 def result_to_json(result: Result) -> dict[str, Any]:
     """The ``aiperf.result/1`` document for ``result`` (see reports/README.md for every field)."""
     t0 = result.t0
@@ -157,6 +204,7 @@ def result_to_json(result: Result) -> dict[str, Any]:
             "ratio": result.efficiency,
             "note": result.efficiency_note,
         },
+        "hardware": _hardware(result),
         "validity": {
             "valid": result.valid,
             "official": result.official,

@@ -26,6 +26,7 @@ __all__ = [
     "format_status",
     "format_summary",
     "format_utc",
+    "hardware_lines",
     "si_prefix",
     "trial_counts",
     "trial_state",
@@ -185,6 +186,39 @@ def _v1_line(result: Result) -> str:
     )
 
 
+def hardware_lines(result: Result) -> list[str]:
+    """The summary's energy, spec-peak and input-stall lines (aiperf.report._hardware)."""
+    hw = result.hardware
+    indent = " " * 15
+    lines = []
+    if hw.energy_j is not None and hw.energy_kwh is not None:
+        gpus = sum(1 for d in hw.devices if d.kind == "gpu" and d.method)
+        cpus = sum(1 for d in hw.devices if d.kind == "cpu" and d.method)
+        lines.append(
+            f"energy       {hw.energy_kwh:.4g} kWh over the window, {format_rate(hw.average_power_w, 'W')} average, "
+            f"{f'{hw.gflops_per_w:.3g} GFLOPS/W' if hw.gflops_per_w else 'GFLOPS/W n/a'} "
+            f"(measured: {gpus} GPU(s), {cpus} CPU package(s) on {len(hw.measured_nodes)} node(s))"
+        )
+    else:
+        lines.append("energy       not measured (no node had an NVML energy counter or RAPL)")
+    lines.extend(f"{indent}- {node}: energy: not measured on this node" for node in hw.unmeasured_nodes[:10])
+    if len(hw.unmeasured_nodes) > 10:
+        lines.append(f"{indent}- ... and {len(hw.unmeasured_nodes) - 10} more nodes not measured")
+    lines.extend(f"{indent}- {note}" for note in hw.energy_notes[:10])
+    if hw.spec_peak_flops is not None:
+        lines.append(
+            f"spec peak    {format_ratio(hw.spec_efficiency)} of {format_rate(hw.spec_peak_flops)} datasheet peak"
+        )
+    elif hw.spec_note:
+        lines.append(f"spec peak    {hw.spec_note}")
+    lines.extend(f"{indent}- probe above spec: {flag}" for flag in hw.spec_flags[:10])
+    if hw.stall_share is not None:
+        lines.append(f"input stall  {format_percent(hw.stall_share, 1)} of epoch time spent waiting for input batches")
+        if hw.stall_note:
+            lines.append(f"{indent}- {hw.stall_note}")
+    return lines
+
+
 def format_summary(result: Result) -> str:
     """The text summary printed on stdout at the end of a run (and saved as summary.txt)."""
     paths = ExperimentPaths(Path(result.root))
@@ -204,6 +238,7 @@ def format_summary(result: Result) -> str:
         + (f", trial {best.trial})" if best else ")"),
         _v1_line(result),
         f"efficiency   {_efficiency_text(result)}",
+        *hardware_lines(result),
         f"trials       {len(result.trials)}: {_counts_text(trial_counts(result))}; {workers} worker"
         f"{'s' if workers != 1 else ''}, {starts} start{'s' if starts != 1 else ''}",
     ]

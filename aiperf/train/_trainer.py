@@ -22,7 +22,7 @@ import inspect
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,7 @@ __all__ = ["ResolvedPrecision", "learning_rate", "resolve_precision", "train_tri
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 _MAX_WORKERS = 8
+_Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def learning_rate(step: int, total_steps: int, warmup_steps: int, base: float, schedule: str) -> float:
@@ -268,6 +269,7 @@ class _Run:
         self.model: nn.Module | None = None
         self.build_s = 0.0
         self.loader_s = 0.0  # this epoch's wait for the first training and the first evaluation batch
+        self.input_wait_s = 0.0  # this epoch's wait for every input batch (training and evaluation)
 
     # -- set-up ------------------------------------------------------------------------------------------------
     def check(self) -> None:
@@ -413,7 +415,7 @@ class _Run:
         self.step = 0
         waiting = time.perf_counter()
         with contextlib.closing(guard):
-            for batch, y in batches:
+            for batch, y in self._waited(batches):
                 self.step += 1
                 if self.step == 1:
                     self.loader_s += time.perf_counter() - waiting
@@ -455,6 +457,26 @@ class _Run:
                 self._verdict(verdict)
         return loss_sum, images, lr
 
+    def _waited(
+        self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``batches``, adding the host's time blocked in the loader to ``input_wait_s``.
+
+        Host time only, and no device synchronisation: the step loop queues work ahead of the GPU, so while the
+        device is the bottleneck the loader's prefetched batch is ready and this wait is near zero; it grows only
+        when the input pipeline cannot keep up, which is what a data stall is.
+        """
+        clock = time.perf_counter
+        iterator = iter(batches)
+        while True:
+            start = clock()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            self.input_wait_s += clock() - start
+            yield item
+
     def _verdict(self, verdict: tuple[str, int]) -> None:
         why, step = verdict
         if why == "nonfinite":
@@ -492,7 +514,7 @@ class _Run:
         self.eval_model.eval()
         waiting = time.perf_counter()
         with contextlib.closing(guard):
-            for step, (batch, y) in enumerate(batches, 1):
+            for step, (batch, y) in enumerate(self._waited(batches), 1):
                 if step == 1:
                     self.loader_s += time.perf_counter() - waiting
                 n = y.shape[0]
@@ -526,6 +548,7 @@ class _Run:
             for epoch in range(1, self.spec.epochs + 1):
                 self.epoch = epoch
                 self.loader_s = 0.0
+                self.input_wait_s = 0.0
                 t_start = time.time()
                 c0 = time.perf_counter()
                 loss_sum, train_images, lr = self.train_epoch()
@@ -571,6 +594,7 @@ class _Run:
                         "train_flops_per_image": self.train_flops,
                         "eval_flops_per_image": self.eval_flops,
                         "loader_s": round(self.loader_s, 6),
+                        "input_wait_s": round(self.input_wait_s, 6),
                     }
                 )
                 if best is None or top1 > best:
