@@ -6,6 +6,7 @@ runs the writers on the result.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import html
 import json
@@ -234,7 +235,15 @@ SCHEMA: dict[str, Any] = {
     "end_reason": Opt(STR),
     "dataset": STR,
     "window": {"t0": NUM, "deadline": NUM, "t_end": NUM, "duration_s": NUM},
-    "score": {"flops": NUM, "score_flops": NUM, "regulated": NUM, "best_top1": NUM, "error": NUM, "epochs": INT},
+    "score": {
+        "flops": NUM,
+        "score_flops": NUM,
+        "regulated": NUM,
+        "best_top1": NUM,
+        "error": NUM,
+        "epochs": INT,
+        "uncertainty": Opt({"blocks": INT, "stderr": NUM, "relative": NUM, "second_half_drift": NUM}),
+    },
     "v1": {"score": NUM, "trials_counted": INT, "note": STR},
     "efficiency": {
         "peak_flops_sum": Opt(NUM),
@@ -405,7 +414,9 @@ def test_result_json_matches_the_schema_and_analyze(finished: Experiment) -> Non
         "best_top1": result.final.best_top1,
         "error": result.final.error,
         "epochs": result.final.epochs,
+        "uncertainty": None if result.uncertainty is None else dataclasses.asdict(result.uncertainty),
     }
+    assert doc["score"]["uncertainty"] is not None  # six epochs: there is something to measure
     assert doc["v1"]["score"] == result.v1_score
     assert doc["efficiency"]["ratio"] == result.efficiency
     assert doc["validity"]["valid"] is result.valid

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiperf.history import JournalSet, cyclic_gc_paused, record_order
 from aiperf.paths import ExperimentPaths
+from aiperf.report._uncertainty import ScoreUncertainty, score_uncertainty
 from aiperf.score import (
     EpochWork,
     Rule,
@@ -107,6 +108,7 @@ class Result:
     efficiency_note: str | None = None  # why the efficiency figure is not meaningful (above 100%), if it is not
     node_peaks: dict[str, float] = field(default_factory=dict)
     epochs: list[EpochWork] = field(default_factory=list)
+    uncertainty: ScoreUncertainty | None = None  # the score's, from this run alone (report/_uncertainty.py)
 
     @property
     def duration_s(self) -> float:
@@ -339,6 +341,7 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
         dataset_rules=dict(dataset_rules),
         end_reason=(end or {}).get("reason"),
         epochs=counted,
+        uncertainty=score_uncertainty(counted, t0, t_end),
     )
 
 

@@ -158,6 +158,16 @@ def _efficiency_text(result: Result) -> str:
     return text + (" (not meaningful: the probes read low)" if result.efficiency_note else "")
 
 
+def _uncertainty_text(result: Result) -> str:
+    u = result.uncertainty
+    if u is None:
+        return "n/a (fewer than two epochs)"
+    return (
+        f"+/- {format_rate(u.stderr)} ({u.relative:.1%}, batch means over {u.blocks} blocks); second half "
+        f"{u.second_half_drift:+.1%} against the whole window"
+    )
+
+
 def format_summary(result: Result) -> str:
     """The text summary printed on stdout at the end of a run (and saved as summary.txt)."""
     paths = ExperimentPaths(Path(result.root))
@@ -172,6 +182,7 @@ def format_summary(result: Result) -> str:
         f" (deadline {format_duration(result.deadline - result.t0)})",
         f"score        {format_rate(final.score)}  ({format_count(final.flops)} FLOPs in {final.epochs} epochs"
         f" over {final.t:.0f} s)",
+        f"uncertainty  {_uncertainty_text(result)}",
         f"regulated    {format_rate(final.regulated)}  (score x |ln(error)|)",
         f"best top-1   {format_percent(final.best_top1)}  (error {format_percent(final.error)}"
         + (f", trial {best.trial})" if best else ")"),
