@@ -610,6 +610,14 @@ def test_summary_names_figures_and_paths(finished: Experiment) -> None:
     assert lines[0].startswith(f"aiperf experiment {finished.paths.root.name}: finished")
     assert f"score        {format_rate(result.final.score)}" in text
     assert f"regulated    {format_rate(result.final.regulated)}" in text
+    assert result.uncertainty is not None
+    assert f"uncertainty  +/- {format_rate(result.uncertainty.stderr)} ({result.uncertainty.relative:.1%}" in text
+    assert "Score uncertainty" in render_html(result)
+    assert "standard window" not in text  # these rules state none
+    at = dataclasses.replace(result, dataset_rules={**RULES, "official_window_s": WINDOW})
+    assert "; the rules' standard window" in format_summary(at)
+    off = dataclasses.replace(result, dataset_rules={**RULES, "official_window_s": 180})
+    assert "not the rules' standard window of 3m" in format_summary(off)
     assert "best top-1   95.00%" in text
     assert "AIPerf v1" in text and format_rate(result.v1_score) in text
     assert "VALID under the digits rules" in text

@@ -158,6 +158,17 @@ def _efficiency_text(result: Result) -> str:
     return text + (" (not meaningful: the probes read low)" if result.efficiency_note else "")
 
 
+def _standard_window_text(result: Result) -> str:
+    """A note when the window is not the one the rules make standard: the score depends on the window's length."""
+    standard = result.dataset_rules.get("official_window_s")
+    if not isinstance(standard, int | float) or isinstance(standard, bool) or standard <= 0:
+        return ""
+    planned = result.deadline - result.t0
+    if abs(planned - standard) <= 0.01 * standard:
+        return "; the rules' standard window"
+    return f"; not the rules' standard window of {format_duration(standard)}: scores compare only at equal windows"
+
+
 def _uncertainty_text(result: Result) -> str:
     u = result.uncertainty
     if u is None:
@@ -179,7 +190,7 @@ def format_summary(result: Result) -> str:
     lines = [
         f"aiperf experiment {result.experiment}: {result.status}{ended}; dataset {result.dataset}",
         f"window       {format_utc(result.t0)} + {format_duration(result.duration_s)}"
-        f" (deadline {format_duration(result.deadline - result.t0)})",
+        f" (deadline {format_duration(result.deadline - result.t0)}){_standard_window_text(result)}",
         f"score        {format_rate(final.score)}  ({format_count(final.flops)} FLOPs in {final.epochs} epochs"
         f" over {final.t:.0f} s)",
         f"uncertainty  {_uncertainty_text(result)}",
