@@ -519,3 +519,13 @@ def test_reproducibility_compares_trials_with_the_first_run_and_writes_a_valid_c
     path.write_text(repro.experiment_config(args, "1m", 0))
     config = load_config(path)
     assert config.search.logical_lag == 0 and config.dataset.shape == (3, 64, 64) and config.run.duration_s == 60
+
+
+def test_logical_cost_simulation_repeats_under_the_clock_and_only_waits_with_it() -> None:
+    cost = _bench("bench_logical_cost")
+    a = cost.simulate(2, 3, seed=0, lag=1, jitter=0.3, timing_seed=1)
+    b = cost.simulate(2, 3, seed=0, lag=1, jitter=0.3, timing_seed=2)
+    assert a.sequence == b.sequence and len(a.sequence) == 6
+    assert a.wait_s >= 0.0 and a.busy_s > 0.0
+    free = cost.simulate(2, 3, seed=0, lag=0, jitter=0.3, timing_seed=1)
+    assert free.wait_s == 0.0 and len(free.sequence) == 6
