@@ -403,7 +403,9 @@ def run_worker(experiment: Path, worker_id: str) -> int:
                 else:
                     timed.trial_s = 0.0
                     c0 = time.perf_counter()
-                    waited = history.wait(trials_done + 1, reader.catch_up, stop, config.search.logical_wait_s)
+                    # (polled like the window's opening: bounded file-system load at scale; ``stop`` counts as
+                    # progress, so the watchdog does not take a waiting worker for a stuck one)
+                    waited = history.wait(trials_done + 1, reader.catch_up, stop, config.search.logical_wait_s, poll_s)
                     if waited.stopped:
                         continue  # the loop's next turn says why
                     c1 = time.perf_counter()
