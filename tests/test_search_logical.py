@@ -118,6 +118,8 @@ def test_lag_zero_and_foreign_worker_ids_pass_records_straight_through() -> None
     for view in (LogicalHistory("w000", 2, lag=0), LogicalHistory("someone", 2, lag=1)):
         view.apply(proposal)
         assert "w001-3" in view.view_for(1) and view.missing(9) == ()
+        waited = view.wait(9, catch_up=lambda: None, should_stop=lambda: False, timeout_s=60.0)
+        assert waited.wait_s == 0.0 and not waited.logical  # arrival order: no proposal is logical
 
 
 @pytest.mark.parametrize("lag", [-1, 1.5, True])

@@ -76,15 +76,19 @@ class WaitResult:
         missing: workers whose record for this proposal had not arrived when the wait ended (empty: the proposal
             is a function of the logical inputs only).
         stopped: the wait ended because the stop condition fired.
+        clocked: the logical clock is on (false: lag 0 or a worker outside the master's naming, whose proposals
+            follow arrival order, so none is logical).
     """
 
     wait_s: float
     missing: tuple[str, ...]
     stopped: bool = False
+    clocked: bool = True
 
     @property
     def logical(self) -> bool:
-        return not self.missing
+        """Whether the proposal that follows depends on the logical inputs only."""
+        return self.clocked and not self.missing
 
 
 class LogicalHistory:
@@ -188,6 +192,9 @@ class LogicalHistory:
     ) -> WaitResult:
         """Read (``catch_up``) until proposal ``step``'s inputs are all here, the stop condition fires, or
         ``timeout_s`` passes."""
+        if not self.enabled:
+            catch_up()
+            return WaitResult(0.0, (), stopped=should_stop(), clocked=False)
         start = time.monotonic()
         while True:
             catch_up()
