@@ -244,8 +244,16 @@ class SearchConfig:
     max_params: int = 0
     max_forward_flops: int = 0
     space: str | None = None
+    # The logical clock (aiperf/search/_logical.py): proposal k of a worker sees the other workers' proposals up to
+    # step k - logical_lag and their results up to one step before, so the workload repeats; 0 = arrival order.
+    logical_lag: int = 1
+    # The most a worker waits for those records before it proposes from what has arrived (and says so).
+    logical_wait_s: float = 600.0
 
     def __post_init__(self) -> None:
+        _int(self.logical_lag, "[search] logical_lag", 0)
+        if not isinstance(self.logical_wait_s, int | float) or not self.logical_wait_s >= 0:
+            raise ConfigError(f"[search] logical_wait: expected a duration >= 0, got {_short(self.logical_wait_s)}")
         _int(self.max_params, "[search] max_params", 0)
         _int(self.max_forward_flops, "[search] max_forward_flops", 0)
         for p in self.seed_archs:
@@ -295,8 +303,9 @@ _ALIASES = {
     ("run", "heartbeat"): "heartbeat_s",
     ("run", "stuck_after"): "stuck_after_s",
     ("run", "report_margin"): "report_margin_s",
+    ("search", "logical_wait"): "logical_wait_s",
 }
-_DURATIONS = {"duration_s", "heartbeat_s", "stuck_after_s", "report_margin_s"}
+_DURATIONS = {"duration_s", "heartbeat_s", "stuck_after_s", "report_margin_s", "logical_wait_s"}
 _TUPLES = {"shape", "hosts", "seed_archs"}
 
 

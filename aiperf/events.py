@@ -37,7 +37,9 @@ Payloads by ``type`` (all times are unix seconds; all image counts are totals ov
     hyperparameters are applied), ``arch_hash``, ``hparams`` (dict), ``epochs`` (budget), ``patience``, ``round``,
     ``v1_flops_per_image`` ([train, eval] FLOPs per image of the trained graph by AIPerf v1's formulas),
     ``history_s`` (seconds spent reading new journal records into the history before proposing) and
-    ``proposal_s`` (seconds spent proposing: search, trained graph, FLOP counts).
+    ``proposal_s`` (seconds spent proposing: search, trained graph, FLOP counts), ``wait_s`` (seconds waited for
+    the records logically before this proposal), ``logical`` (false: the wait timed out, and ``missing`` lists the
+    workers whose records were not there; the proposal then depends on arrival order).
 ``trial_start`` (trainer)
     ``trial``, ``trained_hash`` (hash of the graph actually trained), ``train_flops_per_image``,
     ``eval_flops_per_image``, ``params``, ``precision`` (actually used), ``world_size``, ``device``,

@@ -276,7 +276,7 @@ def run_worker(experiment: Path, worker_id: str) -> int:
 
     from aiperf import flops
     from aiperf.arch import ArchLimits, Graph, load_file
-    from aiperf.search import History, Searcher, load_dataset_spec, trial_reward, worker_index
+    from aiperf.search import LogicalHistory, Searcher, load_dataset_spec, trial_reward, worker_index
     from aiperf.train import (
         TrainConfig,
         TrialSpec,
@@ -360,7 +360,8 @@ def run_worker(experiment: Path, worker_id: str) -> int:
             # the first graphs depend on which worker this is, so workers starting together open differently
             worker_index=worker_index(worker_id, config.run.workers),
         )
-        history = History()
+        # proposals see what is logically before them, not what happened to arrive (aiperf/search/_logical.py)
+        history = LogicalHistory(worker_id, config.run.workers, lag=config.search.logical_lag)
         reader = _HistoryReader(FeedReader(paths.feed, skip_writer=worker_id), history)
         reader.replay(own)  # what is there already (a restart, a resumed run), before "ready"
         trials_done = sum(1 for r in own if r.get("type") == "proposal")
@@ -416,15 +417,24 @@ def run_worker(experiment: Path, worker_id: str) -> int:
                 else:
                     timed.trial_s = 0.0
                     c0 = time.perf_counter()
-                    reader.catch_up()
+                    # (polled like the window's opening: bounded file-system load at scale; ``stop`` counts as
+                    # progress, so the watchdog does not take a waiting worker for a stuck one)
+                    waited = history.wait(trials_done + 1, reader.catch_up, stop, config.search.logical_wait_s, poll_s)
+                    if waited.stopped:
+                        continue  # the loop's next turn says why
                     c1 = time.perf_counter()
                     trials_done += 1
-                    proposal = searcher.propose(history, trial_id=f"{worker_id}-{trials_done}")
+                    view = history.view_for(trials_done)
+                    proposal = searcher.propose(view, trial_id=f"{worker_id}-{trials_done}")
                     trained = proposal.trained_graph()
                     event = proposal.to_event()
                     v1 = flops.aiperf_v1_flops(trained)
                     event["v1_flops_per_image"] = [v1.training, v1.forward]
-                    event["history_s"] = round(c1 - c0, 6)
+                    event["history_s"] = round(c1 - c0 - waited.wait_s, 6)
+                    event["wait_s"] = waited.wait_s
+                    event["logical"] = waited.logical
+                    if waited.missing:
+                        event["missing"] = list(waited.missing)
                     event["proposal_s"] = round(time.perf_counter() - c1, 6)
                     timed.emit(event)
                     message = {

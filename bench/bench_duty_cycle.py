@@ -10,6 +10,8 @@ steps                     training and evaluation steps: the epochs' ``t_end - t
 data loader start-up      ``loader_s``: the wait for each epoch's first training and first evaluation batch
 proposal                  ``proposal_s``: the search (architecture, hyperparameters, FLOP counts)
 history read              ``history_s``: reading new journal records into the history before proposing
+logical wait              ``wait_s``: waiting for the other workers' records logically before the proposal (the
+                          search's logical clock, aiperf/search/_logical.py)
 trial set-up              ``setup_s``: FLOP counts, model and optimizer built, precision resolved
 trial wrap-up             last epoch's end to ``trial_end``: final state digest and reward fit (one record's journaling
                           taken out, it is counted under journaling)
@@ -50,6 +52,7 @@ PARTS = (
     "data loader start-up",
     "proposal",
     "history read",
+    "logical wait",
     "trial set-up",
     "trial wrap-up",
     "journaling",
@@ -141,6 +144,7 @@ def worker_duty(worker: str, records: Sequence[Mapping[str, Any]], t0: float, t_
             duty.trials += 1
             parts["proposal"] += _num(records[p].get("proposal_s"))
             parts["history read"] += _num(records[p].get("history_s"))
+            parts["logical wait"] += _num(records[p].get("wait_s"))
         if s is not None and t0 <= times[s] <= close:
             parts["trial set-up"] += _num(records[s].get("setup_s"))
         ends = []
@@ -184,7 +188,7 @@ def worker_duty(worker: str, records: Sequence[Mapping[str, Any]], t0: float, t_
             duty.starts += 1
             pending = times[i - 1] if i > 0 else t0
         elif kind == "proposal" and pending is not None:
-            began = times[i] - _num(r.get("proposal_s")) - _num(r.get("history_s"))
+            began = times[i] - _num(r.get("proposal_s")) - _num(r.get("history_s")) - _num(r.get("wait_s"))
             parts["start-up and restarts"] += _clip(max(pending, t0), began, t0, close)
             pending = None
     accounted = sum(v for k, v in parts.items() if k != "other")

@@ -50,7 +50,7 @@ def _worker_records() -> list[dict[str, Any]]:
         _rec("epoch", 11.0, trial="w000-1", t_start=1.0, t_end=11.0, loader_s=0.5),
         _rec("epoch", 21.0, trial="w000-1", t_start=11.0, t_end=21.0, loader_s=0.0),
         _rec("trial_end", 21.5, trial="w000-1", status="finished", journal_s=0.3),
-        _rec("proposal", 22.0, trial="w000-2", proposal_s=0.4, history_s=0.0, epochs=4),
+        _rec("proposal", 22.0, trial="w000-2", proposal_s=0.1, history_s=0.0, wait_s=0.3, epochs=4),
         _rec("trial_start", 22.5, trial="w000-2", setup_s=0.3),
         _rec("epoch", 32.5, trial="w000-2", t_start=22.5, t_end=32.5, loader_s=0.0),
         _rec("heartbeat", 40.0, trial="w000-2"),
@@ -74,8 +74,9 @@ def test_duty_cycle_partitions_the_window() -> None:
     # steps: 10 + 10 + 10 + 50 epochs, minus 0.5 s waiting for data, plus the stopped trial's last 4 s
     assert parts["steps"] == pytest.approx(83.5)
     assert parts["data loader start-up"] == pytest.approx(0.5)
-    assert parts["proposal"] == pytest.approx(1.1)
+    assert parts["proposal"] == pytest.approx(0.8)
     assert parts["history read"] == pytest.approx(0.6)
+    assert parts["logical wait"] == pytest.approx(0.3)
     assert parts["trial set-up"] == pytest.approx(0.7)
     assert parts["journaling"] == pytest.approx(0.5)
     # the window's opening (0 -> 0.2), the lost epoch (32.5 -> 40) and the restart (40 -> 45)
@@ -534,3 +535,65 @@ def test_gpu_extras_world_step_and_the_table_on_a_cpu(tmp_path: Path) -> None:
     rows = dict(gpu_table.rows(tmp_path))
     assert rows["1-rank NCCL world"].startswith("gloo: init")
     assert rows["trainer vs hand-written loop"] == "not run"
+
+
+# -- reproducibility -------------------------------------------------------------------------------------------------
+
+
+def _run(repro: ModuleType, name: str, by_class: dict[int, tuple[float, float]], window: float = 100.0) -> Any:
+    flops = sum(f for f, _ in by_class.values())
+    seconds = sum(s for _, s in by_class.values())
+    return repro.RunFigures(
+        name, 1, window, flops / window, None, None, 1e9, 10, 5, flops, seconds, 1e6, 10, 5, 5, 0.0,
+        by_class=by_class,
+    )  # fmt: skip
+
+
+def test_reproducibility_splits_the_rate_into_workload_and_hardware() -> None:
+    repro = _bench("bench_reproducibility")
+    small, big = repro.size_class(5e6), repro.size_class(30e6)
+    assert small != big and repro.size_class(5e6) == repro.size_class(6e6)
+    # same hardware (small nets at 1 GFLOP/s, big ones at 2), different mixes: only W moves
+    mix = [
+        _run(repro, "a", {small: (80e9, 80.0), big: (40e9, 20.0)}),
+        _run(repro, "b", {small: (20e9, 20.0), big: (160e9, 80.0)}),
+    ]
+    d = repro.decompose(mix)
+    assert d.hardware == pytest.approx([1.0, 1.0]) and d.workload[1] > d.workload[0]
+    # same mix, the second machine 10% slower on everything: only H moves
+    slow = [
+        _run(repro, "a", {small: (80e9, 80.0), big: (40e9, 20.0)}),
+        _run(repro, "b", {small: (80e9, 88.0), big: (40e9, 22.0)}),
+    ]
+    d = repro.decompose(slow)
+    assert d.workload[0] == pytest.approx(d.workload[1]) and d.hardware[0] / d.hardware[1] == pytest.approx(1.1)
+    for runs, dec in ((mix, repro.decompose(mix)), (slow, d)):
+        for r, w, h, b in zip(runs, dec.workload, dec.hardware, dec.busy, strict=True):
+            assert w * h * b == pytest.approx(r.score)  # score = W x H x busy, exactly
+    assert repro.cv([1.0, 1.0]) == 0.0 and repro.cv([1.0]) is None
+    assert repro.weighted_median([(1.0, 1.0), (5.0, 3.0)]) == 5.0
+
+
+def test_reproducibility_compares_trials_with_the_first_run_and_writes_a_valid_config(tmp_path: Path) -> None:
+    from aiperf.config import load_config
+
+    repro = _bench("bench_reproducibility")
+    a, b = _run(repro, "a", {}), _run(repro, "b", {})
+    a.signature = {"w000-1": ("h1", "{}"), "w000-2": ("h2", "{}")}
+    b.signature = {"w000-1": ("h1", "{}"), "w000-2": ("h3", "{}"), "w000-3": ("h4", "{}")}
+    assert repro.same_trials([a, b]) == [(2, 2), (1, 2)]
+    args = repro.parse_args(["--dataset", "synthetic", "--lags", "0", "1"])
+    path = tmp_path / "c.toml"
+    path.write_text(repro.experiment_config(args, "1m", 0))
+    config = load_config(path)
+    assert config.search.logical_lag == 0 and config.dataset.shape == (3, 64, 64) and config.run.duration_s == 60
+
+
+def test_logical_cost_simulation_repeats_under_the_clock_and_only_waits_with_it() -> None:
+    cost = _bench("bench_logical_cost")
+    a = cost.simulate(2, 3, seed=0, lag=1, jitter=0.3, timing_seed=1)
+    b = cost.simulate(2, 3, seed=0, lag=1, jitter=0.3, timing_seed=2)
+    assert a.sequence == b.sequence and len(a.sequence) == 6
+    assert a.wait_s >= 0.0 and a.busy_s > 0.0
+    free = cost.simulate(2, 3, seed=0, lag=0, jitter=0.3, timing_seed=1)
+    assert free.wait_s == 0.0 and len(free.sequence) == 6

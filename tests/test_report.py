@@ -190,7 +190,15 @@ SCHEMA: dict[str, Any] = {
     "end_reason": Opt(STR),
     "dataset": STR,
     "window": {"t0": NUM, "deadline": NUM, "t_end": NUM, "duration_s": NUM},
-    "score": {"flops": NUM, "score_flops": NUM, "regulated": NUM, "best_top1": NUM, "error": NUM, "epochs": INT},
+    "score": {
+        "flops": NUM,
+        "score_flops": NUM,
+        "regulated": NUM,
+        "best_top1": NUM,
+        "error": NUM,
+        "epochs": INT,
+        "uncertainty": Opt({"blocks": INT, "stderr": NUM, "relative": NUM, "second_half_drift": NUM}),
+    },
     "v1": {"score": NUM, "trials_counted": INT, "note": STR, "comparable": BOOL, "left_out": Opt(STR)},
     "efficiency": {
         "peak_flops_sum": Opt(NUM),
@@ -403,7 +411,9 @@ def test_result_json_matches_the_schema_and_analyze(finished: Experiment) -> Non
         "best_top1": result.final.best_top1,
         "error": result.final.error,
         "epochs": result.final.epochs,
+        "uncertainty": None if result.uncertainty is None else dataclasses.asdict(result.uncertainty),
     }
+    assert doc["score"]["uncertainty"] is not None  # six epochs: there is something to measure
     assert doc["v1"]["score"] == result.v1_score
     assert doc["efficiency"]["ratio"] == result.efficiency
     assert doc["validity"]["valid"] is result.valid
@@ -597,6 +607,14 @@ def test_summary_names_figures_and_paths(finished: Experiment) -> None:
     assert lines[0].startswith(f"aiperf experiment {finished.paths.root.name}: finished")
     assert f"score        {format_rate(result.final.score)}" in text
     assert f"regulated    {format_rate(result.final.regulated)}" in text
+    assert result.uncertainty is not None
+    assert f"uncertainty  +/- {format_rate(result.uncertainty.stderr)} ({result.uncertainty.relative:.1%}" in text
+    assert "Score uncertainty" in render_html(result)
+    assert "standard window" not in text  # these rules state none
+    at = dataclasses.replace(result, dataset_rules={**RULES, "official_window_s": WINDOW})
+    assert "; the rules' standard window" in format_summary(at)
+    off = dataclasses.replace(result, dataset_rules={**RULES, "official_window_s": 180})
+    assert "not the rules' standard window of 3m" in format_summary(off)
     assert "best top-1   95.00%" in text
     assert "AIPerf v1    left out: v1 assumes ImageNet's 1,280,000 + 50,000 images per epoch" in text  # digits
     assert format_rate(result.v1_score) not in text

@@ -60,6 +60,7 @@ def test_digits_split_matches_scikit_learn() -> None:
     rules = load_dataset_spec("digits").rules
     assert (rules.train_images, rules.eval_images) == (len(train), len(test)) == (1437, 360)
     assert rules.top1_threshold == 0.95 and rules.min_duration_s == 60 and not rules.official
+    assert rules.official_window_s == 180  # the standard window: the default `aiperf run`
     assert rules.input_shape == (1, 8, 8) and rules.num_classes == 10
 
 
@@ -131,6 +132,9 @@ BROKEN = [
     ("rules.valid", False, "rules.invalid_reason"),
     ("rules.invalid_reason", "why not", "rules.invalid_reason"),
     ("rules.valid", "no", "rules.valid"),
+    ("rules.official_window_s", 30, "rules.official_window_s"),  # digits' minimum window is 60 s
+    ("rules.official_window_s", "3m", "rules.official_window_s"),
+    ("rules.official_window_s", True, "rules.official_window_s"),
 ]
 
 

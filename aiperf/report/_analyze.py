@@ -19,6 +19,7 @@ from typing import Any
 from aiperf.history import JournalSet, cyclic_gc_paused, record_order
 from aiperf.paths import ExperimentPaths
 from aiperf.report._hardware import HardwareLedger, HardwareSummary
+from aiperf.report._uncertainty import ScoreUncertainty, score_uncertainty
 from aiperf.score import (
     EpochWork,
     Rule,
@@ -112,6 +113,7 @@ class Result:
     integrity: list[str] = field(default_factory=list)  # every integrity finding (aiperf.integrity), one line each
     audit: dict[str, Any] | None = None  # what ``aiperf audit`` found (aiperf.audit.audit_summary), if it ran
     hardware: HardwareSummary = field(default_factory=HardwareSummary)  # energy, stalls, spec peaks
+    uncertainty: ScoreUncertainty | None = None  # the score's, from this run alone (report/_uncertainty.py)
 
     @property
     def duration_s(self) -> float:
@@ -444,6 +446,7 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
         integrity=integrity,
         audit=audit,
         hardware=hardware,
+        uncertainty=score_uncertainty(counted, t0, t_end),
     )
 
 

@@ -166,6 +166,14 @@ def _figures(result: Result) -> str:
     failed = [r.name for r in result.rules if not r.passed]
     cards = [
         _card("Score", format_rate(f.score), f"{format_count(f.flops)} FLOPs / {f.t:.0f} s"),
+        _card(
+            "Score uncertainty",
+            "n/a" if result.uncertainty is None else f"\u00b1 {result.uncertainty.relative:.1%}",
+            "too few epochs"
+            if result.uncertainty is None
+            else f"batch means, {result.uncertainty.blocks} blocks; second half "
+            f"{result.uncertainty.second_half_drift:+.1%}",
+        ),
         _card("Regulated score", format_rate(f.regulated), "score x |ln(error)|"),
         _card("Best top-1", format_percent(f.best_top1), f"trial {best.trial}" if best else "no epoch yet"),
         _card("Error", format_percent(f.error), "1 - best top-1"),

@@ -8,6 +8,7 @@ always give byte-identical files.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -190,6 +191,7 @@ def result_to_json(result: Result) -> dict[str, Any]:
             "best_top1": final.best_top1,
             "error": final.error,
             "epochs": final.epochs,
+            "uncertainty": None if result.uncertainty is None else dataclasses.asdict(result.uncertainty),
         },
         "v1": {
             "score": result.v1_score,

@@ -219,6 +219,27 @@ def hardware_lines(result: Result) -> list[str]:
     return lines
 
 
+def _standard_window_text(result: Result) -> str:
+    """A note when the window is not the one the rules make standard: the score depends on the window's length."""
+    standard = result.dataset_rules.get("official_window_s")
+    if not isinstance(standard, int | float) or isinstance(standard, bool) or standard <= 0:
+        return ""
+    planned = result.deadline - result.t0
+    if abs(planned - standard) <= 0.01 * standard:
+        return "; the rules' standard window"
+    return f"; not the rules' standard window of {format_duration(standard)}: scores compare only at equal windows"
+
+
+def _uncertainty_text(result: Result) -> str:
+    u = result.uncertainty
+    if u is None:
+        return "n/a (fewer than two epochs)"
+    return (
+        f"+/- {format_rate(u.stderr)} ({u.relative:.1%}, batch means over {u.blocks} blocks); second half "
+        f"{u.second_half_drift:+.1%} against the whole window"
+    )
+
+
 def format_summary(result: Result) -> str:
     """The text summary printed on stdout at the end of a run (and saved as summary.txt)."""
     paths = ExperimentPaths(Path(result.root))
@@ -230,9 +251,10 @@ def format_summary(result: Result) -> str:
     lines = [
         f"aiperf experiment {result.experiment}: {result.status}{ended}; dataset {result.dataset}",
         f"window       {format_utc(result.t0)} + {format_duration(result.duration_s)}"
-        f" (deadline {format_duration(result.deadline - result.t0)})",
+        f" (deadline {format_duration(result.deadline - result.t0)}){_standard_window_text(result)}",
         f"score        {format_rate(final.score)}  ({format_count(final.flops)} FLOPs in {final.epochs} epochs"
         f" over {final.t:.0f} s)",
+        f"uncertainty  {_uncertainty_text(result)}",
         f"regulated    {format_rate(final.regulated)}  (score x |ln(error)|)",
         f"best top-1   {format_percent(final.best_top1)}  (error {format_percent(final.error)}"
         + (f", trial {best.trial})" if best else ")"),

@@ -18,6 +18,7 @@ from __future__ import annotations
 from aiperf.search._bo import SearchConfig
 from aiperf.search._history import History, TrialRecord, TrialState
 from aiperf.search._kernel import ArchFeatures, arch_distances, features_from_graph, features_from_json
+from aiperf.search._logical import LogicalHistory, WaitResult, split_trial_id
 from aiperf.search._reward import (
     LogCurveFit,
     epochs_without_improvement,
@@ -47,6 +48,9 @@ __all__ = [
     "History",
     "TrialRecord",
     "TrialState",
+    "LogicalHistory",
+    "WaitResult",
+    "split_trial_id",
     # dataset specifications
     "DatasetSpec",
     "load_dataset_spec",

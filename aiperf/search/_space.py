@@ -412,6 +412,7 @@ _RULE_FIELDS = (
     "min_train_fraction",
     "valid",
     "invalid_reason",
+    "official_window_s",
 )
 
 
@@ -433,6 +434,9 @@ class Rules(Mapping[str, Any]):
         min_train_fraction: the least share of ``train_images`` an epoch of a valid run trains (1.0: all of them;
             below 1.0 tolerates a copy that lacks a few unreadable images).
         valid: False if no run on this dataset can ever be valid (synthetic data), for ``invalid_reason``.
+        official_window_s: the window a standard result uses (None: not stated). The score depends on the window's
+            length (a search's networks grow over it), so results are compared at this length, not merely above
+            ``min_duration_s`` (docs/reproducibility.md).
     """
 
     official: bool
@@ -446,6 +450,7 @@ class Rules(Mapping[str, Any]):
     min_train_fraction: float = 1.0
     valid: bool = True
     invalid_reason: str | None = None
+    official_window_s: float | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.top1_threshold <= 1.0:
@@ -474,6 +479,12 @@ class Rules(Mapping[str, Any]):
             raise ConfigError("rules.invalid_reason must say why no run is valid when rules.valid is false")
         if self.valid and reason is not None:
             raise ConfigError("rules.invalid_reason is only for rules.valid false")
+        window = self.official_window_s
+        if window is not None and not (_is_number(window) and window >= self.min_duration_s):
+            raise ConfigError(
+                f"rules.official_window_s must be a number of seconds >= min_duration_s ({self.min_duration_s:g}), "
+                f"got {window!r}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -488,6 +499,7 @@ class Rules(Mapping[str, Any]):
             "min_train_fraction": self.min_train_fraction,
             "valid": self.valid,
             "invalid_reason": self.invalid_reason,
+            "official_window_s": self.official_window_s,
         }
 
     def __getitem__(self, key: str) -> Any:
@@ -530,6 +542,7 @@ def _parse_rules(data: Any, source: str) -> Rules:
             min_train_fraction=data.get("min_train_fraction", 1.0),
             valid=data.get("valid", True),
             invalid_reason=data.get("invalid_reason"),
+            official_window_s=data.get("official_window_s"),
         )
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
