@@ -575,7 +575,7 @@ def test_only_a_valid_run_under_official_rules_is_official(finished: Experiment)
     assert "VALID under the digits rules (not official: these rules are not marked official)" in format_summary(digits)
     assert "OFFICIAL" not in render_html(digits)
 
-    ranked = analyze(finished.paths, dataset_rules={**RULES, "official": True})
+    ranked = analyze(finished.paths, dataset_rules={**RULES, "official": True, "official_window_s": WINDOW})
     assert ranked.valid and ranked.official
     assert result_to_json(ranked)["validity"]["official"] is True
     assert "VALID under the digits rules, an official result" in format_summary(ranked)
@@ -584,6 +584,12 @@ def test_only_a_valid_run_under_official_rules_is_official(finished: Experiment)
     failing = analyze(finished.paths, dataset_rules={**RULES, "official": True, "top1_threshold": 0.99})
     assert not failing.valid and not failing.official
     assert result_to_json(failing)["validity"]["official"] is False
+
+    # Valid, but over another window than the one the official rules make standard: scores compare only at equal
+    # windows, so it does not rank a cluster.
+    longer = analyze(finished.paths, dataset_rules={**RULES, "official": True, "official_window_s": 2 * WINDOW})
+    assert longer.valid and not longer.official
+    assert "not official: not the rules' standard window" in format_summary(longer)
 
 
 def test_an_efficiency_above_100_percent_is_flagged_not_counted_as_a_journal_problem(tmp_path: Path) -> None:

@@ -121,8 +121,14 @@ class Result:
 
     @property
     def official(self) -> bool:
-        """A valid run under rules marked official (ImageNet's): a result that may rank a cluster."""
-        return self.valid and self.dataset_rules.get("official") is True
+        """A valid run under rules marked official (ImageNet's), over the window those rules make standard: a result
+        that may rank a cluster (scores compare only at equal windows)."""
+        if not self.valid or self.dataset_rules.get("official") is not True:
+            return False
+        standard = self.dataset_rules.get("official_window_s")
+        if isinstance(standard, int | float) and not isinstance(standard, bool) and standard > 0:
+            return abs((self.deadline - self.t0) - standard) <= 0.01 * standard
+        return True
 
     @property
     def best_trials(self) -> list[TrialSummary]:

@@ -267,7 +267,12 @@ def format_summary(result: Result) -> str:
     failed = [r for r in result.rules if not r.passed]
     word = verdict(result)
     if result.valid:
-        standing = ", an official result" if result.official else " (not official: these rules are not marked official)"
+        if result.official:
+            standing = ", an official result"
+        elif result.dataset_rules.get("official") is True:
+            standing = " (not official: not the rules' standard window)"
+        else:
+            standing = " (not official: these rules are not marked official)"
     else:
         standing = ":" if failed else ""
     lines.append(f"result       {word} under the {result.dataset} rules{standing}")
