@@ -40,6 +40,7 @@ GRACE_S = 30.0  # how long workers get to finish their journal lines after SIGTE
 HEADS_EVERY_S = 5.0  # the master journals the heads of the journals that grew at most this often (and at the end)
 READY_TIMEOUT_S = 600.0  # how long workers may take to initialise before the window opens without them
 NODE_FAILURES_TO_EXCLUDE = 3
+AFTER_WINDOW_PROBE_S = 60.0  # the probe after the window waits at most this per node: the report never waits on it
 
 
 def new_experiment_dir(config: Config, base: Path | None = None) -> Path:
@@ -101,6 +102,7 @@ class Master:
         self._unwritten: list[dict[str, Any]] = []  # the master's records a full disk held back, oldest first
         self._grown: set[str] = set()  # worker journals that grew since the master last journalled their heads
         self._next_heads = 0.0
+        self._nodes: Any = None  # aiperf.faults.NodeWatch, while the window is open
 
     # -- logging -------------------------------------------------------------------------------------------------
     def say(self, message: str) -> None:
@@ -348,7 +350,10 @@ class Master:
         self.say(f"started {slot.worker_id} on {slot.node} ({handle.describe()})")
 
     def _supervise(self) -> None:
+        from aiperf.faults import NodeWatch
         from aiperf.monitor import Progress, TensorBoardMonitor
+
+        self._nodes = NodeWatch(self.launcher, self._emit_record, self.say, self.config.run.heartbeat_interval)
 
         tail = self._tail = JournalSet(self.paths.journals)
         self._feed = FeedWriter(self.paths.feed)
@@ -369,6 +374,7 @@ class Master:
             self._pass_on(records)
             self._record_heads(records, now)
             self._observe(records)
+            self._relaunch(self._nodes.check(now, self.slots), now)
             self._monitor.update(records, now)
             self._progress.update(records, now)
             self._watch(now)
@@ -488,13 +494,29 @@ class Master:
                 self.say(f"cannot restart {slot.worker_id}: {exc}")
                 slot.handle = None
 
+    def _relaunch(self, moved: list[_Slot], now: float) -> None:
+        """Start the workers the node watch moved off a lost node (a move spends none of max_restarts)."""
+        for slot in moved:
+            if self.deadline - now < 2.0:
+                continue
+            try:
+                self._start(slot, time.time())
+            except AiperfError as exc:
+                self.say(f"cannot restart {slot.worker_id} on {slot.node}: {exc}")
+                slot.handle = None
+
     def _move(self, slot: _Slot) -> None:
         bad = slot.node
         candidates = [n for n in self.launcher.nodes() if self.node_failures.get(n, 0) < NODE_FAILURES_TO_EXCLUDE]
         if not candidates or candidates == [bad]:
             return
         self.launcher.exclude(bad)
+        self._emit_record({"type": "node_excluded", "node": bad, "reason": f"{self.node_failures[bad]} failures"})
         slot.node = candidates[sum(1 for s in self.slots if s.node in candidates) % len(candidates)]
+        reason = f"node {bad} failed {self.node_failures[bad]} times"
+        self._emit_record(
+            {"type": "worker_moved", "moved": slot.worker_id, "from_node": bad, "to_node": slot.node, "reason": reason}
+        )
         self.say(f"node {bad} failed {self.node_failures[bad]} times: excluded; {slot.worker_id} moves to {slot.node}")
 
     def _stop_workers(self) -> None:
@@ -514,6 +536,8 @@ class Master:
     def _probe_again(self) -> None:
         """Probe the nodes again now that the workers are gone: a half-loaded node reads low, and the report takes
         each node's best reading as its peak (noise only ever lowers a measured peak)."""
+        self.launcher.probe_timeout_s = AFTER_WINDOW_PROBE_S
+        self.say(f"probing again after the window (at most {AFTER_WINDOW_PROBE_S:.0f} s; the report is written)")
         try:
             probes = self.launcher.probe(self.config.train.precision, self.config.train.device)
         except AiperfError as exc:
@@ -538,6 +562,9 @@ class Master:
                 t_end, reason = now, "stopped early"
             self._emit_record(None)
             self.journal.emit({"type": "experiment_end", "t_end": t_end, "reason": reason, "heads": self._heads()})
+            # The report first: nothing after the window (a probe queued behind a ghost step) can hold it back.
+            # The probe then amends it, and the amended report matches the journals again.
+            write_report(analyze(self.paths), self.paths)
             if self.slots and not self.interrupted and self.launcher.reprobe:
                 self._probe_again()
         result = analyze(self.paths)

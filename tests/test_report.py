@@ -204,8 +204,32 @@ SCHEMA: dict[str, Any] = {
             }
         ],
         "ratio": Opt(NUM),
+        "billed_peak_flops": Opt(NUM),
         "note": Opt(STR),
     },
+    "nodes": Opt(
+        {
+            "nodes_at_start": INT,
+            "node_seconds": NUM,
+            "window_s": NUM,
+            "billed_peak_flops": NUM,
+            "lost": INT,
+            "probe_outlier_factor": NUM,
+            "flags": [STR],
+            "timeline": [
+                {
+                    "node": STR,
+                    "state": OneOf("ran", "lost", "excluded", "rejoined"),
+                    "peak_flops": Opt(NUM),
+                    "seconds": NUM,
+                    "spans": [[NUM]],
+                    "workers": [STR],
+                    "events": [ANY_OBJECT],
+                    "flag": Opt(STR),
+                }
+            ],
+        }
+    ),
     "validity": {
         "valid": BOOL,
         "official": BOOL,

@@ -110,6 +110,7 @@ class Result:
     epochs: list[EpochWork] = field(default_factory=list)
     integrity: list[str] = field(default_factory=list)  # every integrity finding (aiperf.integrity), one line each
     audit: dict[str, Any] | None = None  # what ``aiperf audit`` found (aiperf.audit.audit_summary), if it ran
+    nodes: Any = None  # aiperf.report._nodes.NodeHistory: each node's time in the run, its workers and faults
 
     @property
     def duration_s(self) -> float:
@@ -197,8 +198,9 @@ def builtin_rules(dataset: str) -> dict[str, Any] | None:
 
 def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[str, Any] | None) -> Result:
     from aiperf import __version__
-    from aiperf.events import CONTROL_TYPES
+    from aiperf.events import CONTROL_TYPES, NODE_TYPES
     from aiperf.integrity import IntegrityChecker
+    from aiperf.report._nodes import node_history
 
     paths.require()
     journal_set = JournalSet(paths.journals)
@@ -210,6 +212,7 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
     workers: dict[str, WorkerSummary] = {}
     timed_epochs: list[tuple[tuple[float, str, int], EpochWork]] = []
     problems: list[str] = []
+    node_records: list[dict[str, Any]] = []  # the master's probes, launches and node records, in journal order
     last_time = 0.0
     rules: Mapping[str, Any] | None = dataset_rules
 
@@ -239,7 +242,10 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
                 end = record
             elif kind == "probe":
                 peaks.append(record)
+                node_records.append(record)
             elif writer == "master":
+                if kind in NODE_TYPES or kind == "launch":
+                    node_records.append(record)
                 return  # launches and heads are the integrity checker's
             elif kind == "worker_start":
                 w = workers[writer]
@@ -348,7 +354,8 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
     )
     validity_rules.append(_window_rule(status, t_end, deadline, (end or {}).get("reason")))
     peaks_by_node = node_peaks(peaks)
-    ratio = efficiency(final.score, peaks_by_node.values())
+    nodes = node_history(node_records, peaks_by_node, t0, t_end)  # billed only for the node-seconds that ran
+    ratio = efficiency(final.score, [nodes.billed_peak_flops] if peaks_by_node else [])
     efficiency_note = None
     if ratio is not None and ratio > 1.0:
         efficiency_note = (
@@ -419,6 +426,7 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
         epochs=counted,
         integrity=integrity,
         audit=audit,
+        nodes=nodes,
     )
 
 
