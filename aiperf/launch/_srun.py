@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -207,7 +208,8 @@ class SrunWorker(WorkerHandle):
         for the dead node's answer (about 10 s, MessageTimeout) before it ends."""
         if self.process.poll() is not None:
             return
-        self._scancel("KILL")
+        # slurmctld answers scancel only after trying the dead node (up to MessageTimeout): never wait for it.
+        threading.Thread(target=self._scancel, args=("KILL",), name="aiperf-scancel", daemon=True).start()
         self._signal_srun(signal.SIGKILL)
         try:
             self.process.wait(timeout=5)

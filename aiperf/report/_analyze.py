@@ -334,7 +334,9 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
         t_end = min(now, deadline)
     else:
         status = "interrupted"
-        t_end = min(deadline, max(last_time, t0))
+        # No experiment_end: the declared window up to now, never a shorter one ending at the last record (the
+        # same work over a shorter window would overstate the rate); and interrupted, so never valid.
+        t_end = min(deadline, max(now, last_time, t0))
     t_end = max(t_end, t0 + 1e-9)
     counted = [e for e in epochs if e.t_end <= t_end]
     final = final_point(counted, t0, t_end)
@@ -364,7 +366,13 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
         )
     v1 = v1_score(counted, t0, {t.trial: t.v1_flops_per_image for t in trials.values() if t.v1_flops_per_image})
     window = t_end - t0
+    launches: dict[str, int] = {}
+    for r in node_records:
+        if r.get("type") == "launch":
+            launches[str(r.get("launched"))] = launches.get(str(r.get("launched")), 0) + 1
     for w in workers.values():
+        if launches:  # the master's launches count the starts that died before their first record too
+            w.starts = launches.get(w.worker, 0)
         w.utilisation = w.busy_s / window if window > 0 else 0.0
 
     # Digests and chain checks from the same single read as the records (analyze runs at the end of every run).
