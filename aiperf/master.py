@@ -138,6 +138,10 @@ class Master:
                     f"[search] space {self.config.search.space} is for dataset {custom.name!r}, not {spec.name!r}"
                 )
         self.paths.create()
+        from aiperf.clock import clock_skew, skew_problem
+
+        if (skewed := skew_problem("the master", clock_skew(self.paths.root))) is not None:
+            raise ConfigError(skewed)  # its t0 and deadline would put every worker's records outside the window
         atomic_write_json(self.paths.config, self.config.to_json())
         self._claim()
         self.journal = JournalWriter(self.paths.master_journal, "master")

@@ -399,11 +399,14 @@ class TensorBoardMonitor:
         if self._closed:
             return
         self._closed = True
-        for trial in [*self._trial_writers, *self._held]:
-            self._close_trial(trial)
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        try:
+            for trial in [*self._trial_writers, *self._held]:
+                self._close_trial(trial)
+            if self._writer is not None:
+                self._writer.close()
+        except OSError as exc:  # a full disk: the curves are derived data, the run and its report are not at stake
+            self.problems.append(f"cannot finish the TensorBoard files under {self.paths.tensorboard}: {exc}")
+        self._writer = None
 
     def __enter__(self) -> TensorBoardMonitor:
         return self

@@ -434,7 +434,7 @@ def test_a_hard_node_loss_is_detected_in_seconds_recorded_and_billed_by_node_sec
         _proc.run(["bash", str(ROOT / "slurm" / "local-cluster.sh"), "start"], timeout=180, check=False)
         _settle(slurm_cluster)
     print(
-        f"\nhard loss of n2: detected in {detected_s:.1f} s (budget {detect_budget:.0f} s), w001 training again on "
+        f"\nhard loss of n2: detected in {detected_s:.1f} s (budget {detect_budget:.0f} s), w001 ready again on "
         f"n1 {recovered_s:.1f} s later (budget 30 s), report {report_after_s:.1f} s after the deadline"
     )
     assert records[job.job_id].state == "COMPLETED", job.output()

@@ -432,7 +432,8 @@ class AcctRecord:
     """One line of sacct: a job (``step`` None) or one of its steps (``"batch"``, ``"extern"``, ``"0"`` ...).
 
     ``state`` is normalised to the bare upper-case word (``"CANCELLED by 0"`` -> ``CANCELLED``). ``exit_code`` and
-    ``signal`` come from sacct's ``CODE:SIGNAL`` (-1 and 0 where sacct gives none: a step lost with its node). Times are the scheduler's local times; None where unknown.
+    ``signal`` come from sacct's ``CODE:SIGNAL`` (-1 and 0 where sacct gives none: a step lost with its node).
+    Times are the scheduler's local times; None where unknown.
     """
 
     job_id: str

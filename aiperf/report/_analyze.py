@@ -198,6 +198,7 @@ def builtin_rules(dataset: str) -> dict[str, Any] | None:
 
 def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[str, Any] | None) -> Result:
     from aiperf import __version__
+    from aiperf.clock import MAX_CLOCK_SKEW_S, skew_problem
     from aiperf.events import CONTROL_TYPES, NODE_TYPES
     from aiperf.integrity import IntegrityChecker
     from aiperf.report._nodes import node_history
@@ -213,6 +214,7 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
     timed_epochs: list[tuple[tuple[float, str, int], EpochWork]] = []
     problems: list[str] = []
     node_records: list[dict[str, Any]] = []  # the master's probes, launches and node records, in journal order
+    skewed: list[str] = []  # workers whose clock was off the shared file system's at their start
     last_time = 0.0
     rules: Mapping[str, Any] | None = dataset_rules
 
@@ -235,6 +237,11 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
             if w.first_seen is None:
                 w.first_seen = record["time"]
             w.host = record.get("host", w.host)
+        if kind in ("worker_start", "worker_stop") and writer != "master":  # a worker's clock against the FS's
+            skew = record.get("clock_skew_s")
+            problem = skew_problem(writer, float(skew)) if isinstance(skew, int | float) else None
+            if problem is not None and problem not in skewed:
+                skewed.append(problem)
         try:
             if kind == "experiment_start" and (start is None or record_order(record) < record_order(start)):
                 start = record
@@ -355,6 +362,8 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
         dataset_problems=list(start.get("dataset_problems") or []),
     )
     validity_rules.append(_window_rule(status, t_end, deadline, (end or {}).get("reason")))
+    clocks = f"every worker's clock within {MAX_CLOCK_SKEW_S:g} s of the experiment's file system"
+    validity_rules.append(Rule("clocks", not skewed, "; ".join(skewed[:3]) if skewed else clocks))
     peaks_by_node = node_peaks(peaks)
     nodes = node_history(node_records, peaks_by_node, t0, t_end)  # billed only for the node-seconds that ran
     ratio = efficiency(final.score, [nodes.billed_peak_flops] if peaks_by_node else [])
