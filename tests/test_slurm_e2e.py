@@ -311,6 +311,9 @@ def test_a_node_that_keeps_failing_is_excluded_and_its_worker_moves(
         # n2 goes down: its step dies, and no step can start there again (the job survives: --no-kill).
         _run(["scontrol", "update", "nodename=n2", "state=down", "reason=aiperf-test"])
         _wait("w001 to move", lambda: _starts(job, "w001")[-1:] == ["n1"], 90, job)
+        # The administrator brings n2 back: the master sees it healthy again and lets it rejoin.
+        _run(["scontrol", "update", "nodename=n2", "state=resume"])
+        _wait("n2 to rejoin", lambda: _records_of(job, "node_rejoined"), 60, job)
         records = _job_records(job, timeout=180)
     finally:
         _cancel(job)
@@ -319,8 +322,25 @@ def test_a_node_that_keeps_failing_is_excluded_and_its_worker_moves(
     assert records[job.job_id].state == "COMPLETED", job.output()
     assert _starts(job, "w001") == ["n2", "n1"], job.output()
     assert _starts(job, "w000") == ["n1"]
-    assert "node n2 failed 3 times: excluded; w001 moves to n1" in job.output()
+    # Lost from SLURM's word at the master's next poll, with SLURM's words; never relaunched onto n2.
+    (lost,) = _records_of(job, "node_lost")
+    assert (lost["node"], lost["signal"], lost["workers"]) == ("n2", "scheduler", ["w001"]), lost
+    assert "down" in lost["scheduler"] and "aiperf-test" in lost["scheduler"], lost
+    assert [r["node"] for r in _records_of(job, "node_excluded")] == ["n2"]
+    (move,) = _records_of(job, "worker_moved")
+    assert (move["moved"], move["from_node"], move["to_node"]) == ("w001", "n2", "n1")
+    (back,) = _records_of(job, "node_rejoined")
+    assert back["node"] == "n2" and back["time"] > lost["time"]
+    assert [r["node"] for r in _records_of(job, "launch") if r["time"] > lost["time"]] == ["n1"]
+    assert "w001 moves from lost node n2 to n1" in job.output()
+    # Every worker step that ended with the window exited 0 by itself: COMPLETED, and no srun error in the logs.
+    on_n1 = [r for r in records.values() if r.step and r.step.isdigit() and r.nodes == ("n1",)]
+    assert on_n1 and all((r.state, r.exit_code) == ("COMPLETED", 0) for r in on_n1), on_n1
+    assert "srun: error" not in (job.experiment / "logs" / "w000.log").read_text(errors="replace")
     result = job.result()
+    timeline = {n["node"]: n for n in result["nodes"]["timeline"]}
+    assert timeline["n2"]["state"] == "rejoined" and len(timeline["n2"]["spans"]) == 2, timeline["n2"]
+    assert result["nodes"]["lost"] == 1 and result["nodes"]["nodes_at_start"] == 2
     assert result["status"] == "finished" and result["score"]["epochs"] > 0
     assert result["problems"] == [], result["problems"]
     # Every trial proposed on either node has its end, the one the lost node cut short included (closed as failed
@@ -355,6 +375,10 @@ def test_scancel_of_the_whole_job_still_leaves_a_report(slurm_cluster: LocalClus
     assert records[job.job_id].state == "CANCELLED"
     # SIGTERM reached the master too; it wrote the report of what had finished within KillWait (5 s here).
     result = job.result()
+    # No node was lost: the nodes block says so, and the efficiency is billed for both nodes' whole window.
+    assert result["nodes"]["lost"] == 0 and result["nodes"]["nodes_at_start"] == 2
+    assert not any(_records_of(job, kind) for kind in ("node_lost", "node_excluded", "worker_moved"))
+    assert result["efficiency"]["billed_peak_flops"] == result["efficiency"]["peak_flops_sum"]
     assert result["end_reason"] == "interrupted by SIGTERM", job.output()
     assert result["score"]["epochs"] > 0 and result["score"]["flops"] > 0
     assert (job.experiment / "report.html").stat().st_size > 0
