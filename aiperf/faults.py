@@ -110,6 +110,19 @@ class NodeWatch:
             moved.append(slot)
         return moved
 
+    def lost_under(self, node: str, now: float, slots: Sequence[_Slot]) -> bool:
+        """A worker on ``node`` just ended: ask the scheduler afresh whether the node died under it. True if the
+        node is lost (then :meth:`check` moves its workers), so the master never restarts a worker onto it."""
+        if node in self.lost:
+            return True
+        health = self.launcher.node_health(now, fresh=True)
+        words = (health or {}).get(node)
+        if words is None:
+            return False
+        self._scheduler_bad.add(node)
+        self._lose(node, "scheduler", f"the scheduler reports {node} {words}", words, slots)
+        return True
+
     def _silent_nodes(self, now: float, slots: Sequence[_Slot]) -> list[str]:
         """Nodes whose every running worker, seen alive since its launch, is silent while another node's is not."""
         limit = self.silence_s

@@ -45,6 +45,7 @@ READY_TIMEOUT_S = 600.0  # how long workers may take to initialise before the wi
 NODE_FAILURES_TO_EXCLUDE = 3
 SELF_STOP_S = 10.0  # at the deadline, how long workers get to see it themselves and exit 0 before any SIGTERM
 AFTER_WINDOW_PROBE_S = 60.0
+WAITING_NOTE_S = 30.0  # while the master waits on a pending worker or probe it says why this often
 # Restarts back off: a worker that fails again within BACKOFF_RESET_S of its start waits 1, 2, 4 ... up to
 # BACKOFF_MAX_S before its next start, so a fault that persists for a while cannot use up max_restarts in seconds.
 BACKOFF_RESET_S = 60.0
@@ -207,7 +208,14 @@ class Master:
         tail = JournalSet(self.paths.journals)
         limit = time.time() + READY_TIMEOUT_S
         self.say(f"waiting for {len(pending)} worker(s) to initialise")
+        next_note = time.time() + WAITING_NOTE_S
         while pending and self.interrupted is None and time.time() < limit:
+            if time.time() >= next_note:  # say what it waits for, in the scheduler's words where it has any
+                next_note = time.time() + WAITING_NOTE_S
+                for worker_id, slot in sorted(pending.items()):
+                    why = self.launcher.waiting_reason(slot.handle) if slot.handle is not None else None
+                    last = _last_lines(self.paths.log(worker_id), 1)
+                    self.say(f"still waiting for {worker_id} on {slot.node}: {why or 'starting'}; its log: {last}")
             for record in tail.poll():
                 if record.get("type") == "worker_start":
                     pending.pop(record.get("worker", ""), None)
@@ -501,6 +509,8 @@ class Master:
             slot.exits.append(code)
             if self.deadline - now < 2.0:
                 continue
+            if self._nodes is not None and self._nodes.lost_under(slot.node, now, self.slots):
+                continue  # its node is gone: the node watch moves it at the next poll, spending no restart
             slot.pending = True
             slot.quick_failures = slot.quick_failures + 1 if now - slot.started_at < BACKOFF_RESET_S else 1
             backoff = 0.0 if slot.quick_failures <= 1 else min(BACKOFF_MAX_S, 2.0 ** (slot.quick_failures - 2))

@@ -644,12 +644,16 @@ def test_status_of_a_running_experiment_counts_only_finished_epochs(tmp_path: Pa
 
 def test_abandoned_trial_of_a_restarted_worker(tmp_path: Path) -> None:
     exp = make_experiment(tmp_path / "exp-restart", state="running")
+    with JournalWriter(exp.paths.master_journal, "master", host="master-host") as master:  # the master's restart
+        master.emit(launch("w001", "node1", attempt=1))
+        master.emit(launch("w001", "node1", attempt=2))  # ... and one that died before its first record
     with JournalWriter(exp.paths.journal("w001"), "w001", host="host-b") as w1:  # killed, restarted by the master
         w1.emit({"type": "worker_start", "node": "node1", "ranks": 1, "devices": ["cpu"], "pid": 3})
     result = analyze(exp.paths)
     doc = result_to_json(result)
     assert {t["trial"]: t["status"] for t in doc["trials"]}["w001-1"] == "abandoned"
-    assert next(w for w in doc["workers"] if w["worker"] == "w001")["starts"] == 2
+    # Starts are the master's launches: the one that never wrote a record counts too.
+    assert next(w for w in doc["workers"] if w["worker"] == "w001")["starts"] == 3
 
 
 def test_empty_experiment_reports(tmp_path: Path) -> None:

@@ -311,9 +311,6 @@ def test_a_node_that_keeps_failing_is_excluded_and_its_worker_moves(
         # n2 goes down: its step dies, and no step can start there again (the job survives: --no-kill).
         _run(["scontrol", "update", "nodename=n2", "state=down", "reason=aiperf-test"])
         _wait("w001 to move", lambda: _starts(job, "w001")[-1:] == ["n1"], 90, job)
-        # The administrator brings n2 back: the master sees it healthy again and lets it rejoin.
-        _run(["scontrol", "update", "nodename=n2", "state=resume"])
-        _wait("n2 to rejoin", lambda: _records_of(job, "node_rejoined"), 60, job)
         records = _job_records(job, timeout=180)
     finally:
         _cancel(job)
@@ -322,25 +319,18 @@ def test_a_node_that_keeps_failing_is_excluded_and_its_worker_moves(
     assert records[job.job_id].state == "COMPLETED", job.output()
     assert _starts(job, "w001") == ["n2", "n1"], job.output()
     assert _starts(job, "w000") == ["n1"]
-    # Lost from SLURM's word at the master's next poll, with SLURM's words; never relaunched onto n2.
-    (lost,) = _records_of(job, "node_lost")
-    assert (lost["node"], lost["signal"], lost["workers"]) == ("n2", "scheduler", ["w001"]), lost
-    assert "down" in lost["scheduler"] and "aiperf-test" in lost["scheduler"], lost
-    assert [r["node"] for r in _records_of(job, "node_excluded")] == ["n2"]
+    # With ReturnToService=2 the local cluster's n2 is DOWN only for a moment (its slurmd re-registers at once), so
+    # either the master's fresh sinfo at w001's end still sees it down (node_lost), or its failures exclude it; both
+    # are journalled, and w001's move with them.
+    assert [r["node"] for r in _records_of(job, "node_excluded")] == ["n2"], job.output()
     (move,) = _records_of(job, "worker_moved")
     assert (move["moved"], move["from_node"], move["to_node"]) == ("w001", "n2", "n1")
-    (back,) = _records_of(job, "node_rejoined")
-    assert back["node"] == "n2" and back["time"] > lost["time"]
-    assert [r["node"] for r in _records_of(job, "launch") if r["time"] > lost["time"]] == ["n1"]
-    assert "w001 moves from lost node n2 to n1" in job.output()
-    # Every worker step that ended with the window exited 0 by itself: COMPLETED, and no srun error in the logs.
-    on_n1 = [r for r in records.values() if r.step and r.step.isdigit() and r.nodes == ("n1",)]
-    assert on_n1 and all((r.state, r.exit_code) == ("COMPLETED", 0) for r in on_n1), on_n1
-    assert "srun: error" not in (job.experiment / "logs" / "w000.log").read_text(errors="replace")
+    assert [r["node"] for r in _records_of(job, "launch") if r["time"] > move["time"]] == ["n1"]
     result = job.result()
     timeline = {n["node"]: n for n in result["nodes"]["timeline"]}
-    assert timeline["n2"]["state"] == "rejoined" and len(timeline["n2"]["spans"]) == 2, timeline["n2"]
-    assert result["nodes"]["lost"] == 1 and result["nodes"]["nodes_at_start"] == 2
+    assert (
+        timeline["n2"]["state"] in ("lost", "excluded") and timeline["n2"]["seconds"] < result["window"]["duration_s"]
+    )
     assert result["status"] == "finished" and result["score"]["epochs"] > 0
     assert result["problems"] == [], result["problems"]
     # Every trial proposed on either node has its end, the one the lost node cut short included (closed as failed
@@ -499,6 +489,52 @@ def test_a_hard_node_loss_is_detected_in_seconds_recorded_and_billed_by_node_sec
     assert result["efficiency"]["ratio"] == pytest.approx(result["score"]["score_flops"] / billed, rel=1e-9)
     html = (job.experiment / "report.html").read_text()
     assert "Nodes and faults" in html and "node_lost" in html
+    _assert_chains_intact(job)
+    report = verify_experiment(job.experiment)
+    assert report.ok, report.problems
+
+
+@pytest.mark.fault
+def test_a_drained_node_is_lost_from_slurms_word_and_rejoins_when_resumed(
+    slurm_cluster: LocalCluster, tmp_path: Path
+) -> None:
+    job = _submit(tmp_path, "75s", minutes=7, precision="fp32")
+    try:
+        _window_open(job)
+        _wait("w001 to train on n2", lambda: any(r.get("type") == "epoch" for r in job.journal("w001")), 90, job)
+        # An administrator drains n2: its step would run on, but the master takes SLURM's word and moves w001.
+        drained_at = time.time()
+        _run(["scontrol", "update", "nodename=n2", "state=drain", "reason=aiperf-test"])
+        lost = _wait("node_lost", lambda: _records_of(job, "node_lost"), 60, job)[0]
+        _wait("w001 to move", lambda: _starts(job, "w001")[-1:] == ["n1"], 90, job)
+        _run(["scontrol", "update", "nodename=n2", "state=resume"])
+        back = _wait("n2 to rejoin", lambda: _records_of(job, "node_rejoined"), 60, job)[0]
+        records = _job_records(job, timeout=240)
+    finally:
+        _cancel(job)
+        _proc.run(["scontrol", "update", "nodename=n2", "state=resume"], timeout=30, check=False)
+        _settle(slurm_cluster)
+    print(f"\ndrained n2: lost {lost['time'] - drained_at:.1f} s after scontrol (one sinfo poll: 2 s)")
+    assert records[job.job_id].state == "COMPLETED", job.output()
+    assert (lost["node"], lost["signal"], lost["workers"]) == ("n2", "scheduler", ["w001"]), lost
+    assert "drain" in lost["scheduler"] and "aiperf-test" in lost["scheduler"], lost
+    assert lost["time"] - drained_at <= 2.0 + 5.0, lost  # one poll, and a margin for this loaded machine
+    assert [r["node"] for r in _records_of(job, "node_excluded")] == ["n2"]
+    (move,) = _records_of(job, "worker_moved")
+    assert (move["moved"], move["from_node"], move["to_node"]) == ("w001", "n2", "n1")
+    assert back["node"] == "n2" and back["time"] > lost["time"]
+    # Never relaunched onto n2 while it was out.
+    assert [r["node"] for r in _records_of(job, "launch") if lost["time"] < r["time"] < back["time"]] == ["n1"]
+    assert "w001 moves from lost node n2 to n1" in job.output()
+    # Worker steps that ended with the window exited 0 by themselves: COMPLETED, and no srun error in w000's log.
+    on_n1 = [r for r in records.values() if r.step and r.step.isdigit() and r.nodes == ("n1",)]
+    assert on_n1 and all((r.state, r.exit_code) == ("COMPLETED", 0) for r in on_n1), on_n1
+    assert "srun: error" not in (job.experiment / "logs" / "w000.log").read_text(errors="replace")
+    result = job.result()
+    timeline = {n["node"]: n for n in result["nodes"]["timeline"]}
+    assert timeline["n2"]["state"] == "rejoined" and len(timeline["n2"]["spans"]) == 2, timeline["n2"]
+    assert result["nodes"]["lost"] == 1 and result["nodes"]["nodes_at_start"] == 2
+    assert result["efficiency"]["billed_peak_flops"] < result["efficiency"]["peak_flops_sum"]
     _assert_chains_intact(job)
     report = verify_experiment(job.experiment)
     assert report.ok, report.problems

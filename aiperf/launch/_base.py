@@ -106,13 +106,19 @@ class Launcher(abc.ABC):
     def exclude(self, node: str) -> None:  # noqa: B027 - optional hook, most launchers have nothing to do
         """Stop placing workers on ``node`` (it failed repeatedly)."""
 
+    def waiting_reason(self, handle: WorkerHandle) -> str | None:
+        """Why a started worker is not running yet, in the scheduler's words (``PENDING (Resources)``), or None
+        where the launcher cannot tell; the master prints it every 30 s while it waits."""
+        return None
+
     def include(self, node: str) -> None:  # noqa: B027 - optional hook, like exclude
         """Place workers on ``node`` again (it came back after a loss)."""
 
-    def node_health(self, now: float) -> dict[str, str | None] | None:
+    def node_health(self, now: float, fresh: bool = False) -> dict[str, str | None] | None:
         """What the scheduler says of every node: node -> None (healthy) or the scheduler's words. None where the
-        launcher has no scheduler to ask (local processes, mpirun): the workers' heartbeats are then the only
-        signal of a lost node. Cheap to call every poll: a launcher asks its scheduler at most every few seconds."""
+        launcher has no scheduler to ask (local processes): the workers' heartbeats are then the only signal of a
+        lost node. Cheap to call every poll: a launcher asks its scheduler at most every few seconds, unless
+        ``fresh`` (a worker just ended: did its node die under it?)."""
         return None
 
     def close(self) -> None:  # noqa: B027

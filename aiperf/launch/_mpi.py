@@ -381,7 +381,7 @@ class MpiLauncher(Launcher):
     def close(self) -> None:
         self._reach.close()
 
-    def node_health(self, now: float) -> dict[str, str | None] | None:
+    def node_health(self, now: float, fresh: bool = False) -> dict[str, str | None] | None:
         """ssh reachability of the remote hosts (aiperf.launch._reach), checked in the background; None where every
         host is this machine (the heartbeats are then the only signal)."""
         if all(is_local(h.host) for h in self.hosts):

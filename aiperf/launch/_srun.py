@@ -272,11 +272,11 @@ class SlurmLauncher(Launcher):
         if node in self._excluded:
             self._excluded.remove(node)
 
-    def node_health(self, now: float) -> dict[str, str | None] | None:
+    def node_health(self, now: float, fresh: bool = False) -> dict[str, str | None] | None:
         """Every node of the allocation, excluded ones included (so a node that comes back is seen), from one
         ``sinfo`` at most every :data:`HEALTH_EVERY_S`. An unanswered sinfo keeps the previous answer: a slow
         slurmctld is no evidence against any node."""
-        if now - self._health_at < HEALTH_EVERY_S:
+        if not fresh and now - self._health_at < HEALTH_EVERY_S:
             return self._health
         self._health_at = now
         try:
