@@ -736,3 +736,17 @@ def test_analyze_orders_epochs_across_journals_by_time_and_restores_the_collecto
     assert gc.isenabled()
     assert [(e.trial, e.epoch) for e in result.epochs] == expected
     assert {w.worker: w.first_seen for w in result.workers}["w000"] == experiment.records["w000"][0]["time"]
+
+
+def test_a_run_without_experiment_end_is_scored_over_its_declared_window_and_never_valid(tmp_path: Path) -> None:
+    # The master died 100 s into a 200 s window (a full disk, a crash) and is gone: the work it left, over a window
+    # cut at its last record, would read twice the real rate.
+    exp = make_experiment(tmp_path / "exp-dead", state="running")
+    exp.paths.master_pid.unlink()
+    later = analyze(exp.paths, now=exp.deadline + 100.0)
+    assert later.status == "interrupted" and not later.valid
+    assert later.t_end == exp.deadline
+    assert later.final.score == pytest.approx(later.final.flops / (exp.deadline - exp.t0))
+    # Before the deadline: the window so far, up to now.
+    now = time.time() + 30.0
+    assert analyze(exp.paths, now=now).t_end == pytest.approx(now)
