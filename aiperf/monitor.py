@@ -22,7 +22,10 @@ files is rewritten from its first replayed epoch with TensorBoard's purge marker
 from __future__ import annotations
 
 import math
+import sys
+import threading
 import time
+import traceback
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -281,6 +284,20 @@ class TensorBoardMonitor:
             else set()
         )
         self._closed = False
+        # TensorBoard writes from threads of its own: on a full disk each dies with a traceback on stderr and the
+        # next call in the master's thread raises (caught in update). One line instead of the traceback.
+        self._previous_hook = threading.excepthook
+        threading.excepthook = self._thread_failed
+
+    def _thread_failed(self, args: threading.ExceptHookArgs) -> None:
+        frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback is not None else []
+        if isinstance(args.exc_value, OSError) and any("tensorboard" in f.filename for f in frames):
+            problem = f"a TensorBoard writer thread stopped: {args.exc_value}"
+            if problem not in self.problems:
+                self.problems.append(problem)
+                print(f"aiperf: {problem} (the curves miss what it held; the run goes on)", file=sys.stderr)
+            return
+        self._previous_hook(args)
 
     @property
     def open_writers(self) -> int:
@@ -399,6 +416,8 @@ class TensorBoardMonitor:
         if self._closed:
             return
         self._closed = True
+        if threading.excepthook == self._thread_failed:
+            threading.excepthook = self._previous_hook
         try:
             for trial in [*self._trial_writers, *self._held]:
                 self._close_trial(trial)

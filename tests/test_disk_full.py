@@ -231,13 +231,13 @@ def test_torn_line_on_a_full_disk_is_ended_once_space_returns(tiny_fs: Path) -> 
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A freshly mounted 48 MiB tmpfs to hold a whole experiment, unmounted afterwards."""
+    """A freshly mounted 256 MiB tmpfs to hold a whole experiment, unmounted afterwards."""
     if os.geteuid() != 0:
         _unavailable("not root (run the fault tests as root, e.g. in the CI container)")
     point = tmp_path / "small"
     point.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=48m,mode=0755", "tmpfs", str(point)],
+        ["mount", "-t", "tmpfs", "-o", "size=256m,mode=0755", "tmpfs", str(point)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -255,19 +255,13 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
 def _fill_up(point: Path) -> Path:
     """Fill the file system at ``point`` to the last byte with one ballast file; returns it."""
     ballast = point / "ballast"
-    with open(ballast, "wb") as handle:
-        try:
-            while True:
-                handle.write(b"\0" * (1 << 20))
-                handle.flush()
-        except OSError:
-            pass
-        try:
-            while True:
-                handle.write(b"\0" * PAGE)
-                handle.flush()
-        except OSError:
-            pass
+    with open(ballast, "wb", buffering=0) as handle:  # unbuffered: nothing left to flush (and fail) at close
+        for size in (1 << 20, PAGE):
+            try:
+                while handle.write(b"\0" * size):
+                    pass
+            except OSError:
+                pass
     return ballast
 
 
@@ -306,6 +300,9 @@ def test_a_full_disk_is_a_pause_and_the_master_outlives_it_to_write_its_end_and_
         start = next(r for r in _master_records(experiment) if r["type"] == "experiment_start")
         t0, deadline = float(start["t0"]), float(start["deadline"])  # type: ignore[arg-type]
         time.sleep(max(0.0, t0 + 15 - time.time()))
+        du = ["du", "-sh", *map(str, experiment.iterdir())]
+        used = subprocess.run(du, capture_output=True, text=True, check=False).stdout
+        assert shutil.disk_usage(small_fs).free > 64 << 20, used  # the experiment itself is far from filling it
         ballast = _fill_up(small_fs)  # mid-window, for 30 s: the workers cannot write and end
         full_from = time.time()
         time.sleep(30)
