@@ -285,7 +285,8 @@ def test_a_full_disk_is_a_pause_and_the_master_outlives_it_to_write_its_end_and_
 
     config = small_fs.parent / "aiperf.toml"
     config.write_text(
-        '[run]\nduration = "90s"\nworkers = 2\nthreads_per_rank = 1\nlauncher = "local"\n'
+        # One restart each: a full disk that spent restarts would use them up at its first two failures.
+        '[run]\nduration = "90s"\nworkers = 2\nthreads_per_rank = 1\nlauncher = "local"\nmax_restarts = 1\n'
         '[train]\ndevice = "cpu"\nprecision = "fp32"\n'
     )
     experiment = small_fs / "exp"
