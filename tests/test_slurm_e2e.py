@@ -341,8 +341,7 @@ def test_a_node_that_keeps_failing_is_excluded_and_its_worker_moves(
         ended = {r["trial"] for r in records if r.get("type") == "trial_end"}
         assert proposed and proposed == ended, (worker, proposed - ended)
     _assert_chains_intact(job)
-    report = verify_experiment(job.experiment)
-    assert report.ok, report.problems
+    _verified(job)
 
 
 @pytest.mark.fault

@@ -160,8 +160,9 @@ def _efficiency_text(result: Result) -> str:
     if nodes is not None and nodes.billed_peak_flops < math.fsum(peaks) * (1 - 1e-9):
         text = (
             f"{format_ratio(result.efficiency)} of {format_rate(nodes.billed_peak_flops)} billed for "
-            f"{nodes.node_seconds:,.0f} node-seconds ({nodes.nodes_at_start} nodes at the start, "
-            f"{nodes.lost} lost; {format_rate(math.fsum(peaks))} probed)"
+            f"{nodes.node_seconds:,.0f} node-seconds ({nodes.nodes_at_start} nodes at the start, {nodes.lost} lost, "
+            f"{sum(1 for n in nodes.nodes if n.state == 'excluded')} excluded after failures; "
+            f"{format_rate(math.fsum(peaks))} probed)"
         )
     if nodes is not None and nodes.flags:
         text += f"; probe flagged: {'; '.join(nodes.flags)}"
