@@ -27,6 +27,18 @@ Payloads by ``type`` (all times are unix seconds; all image counts are totals ov
     ``heads``: ``{worker: [seq, hash]}`` for every worker journal that grew since the last such record, ``hash``
     the first 16 hex digits of the SHA-256 of the record ``seq``'s line. The master's cross-record of what each
     worker had written: a worker journal cut, replaced or rewritten afterwards no longer matches it.
+``node_lost`` (master)
+    ``node``, ``signal`` (``scheduler``: the scheduler reported the node unhealthy; ``heartbeat``: its workers
+    stopped writing for ``HEARTBEAT_MISSED`` heartbeat periods while the scheduler said nothing), ``reason`` (one
+    line), ``scheduler`` (the scheduler's own words, e.g. sinfo's ``down*|Not responding``, or null), ``workers``
+    (the worker ids that ran there). From this moment the node no longer counts in the efficiency's denominator.
+``node_excluded`` (master)
+    ``node``, ``reason``: no worker is placed on the node until a ``node_rejoined``.
+``node_rejoined`` (master)
+    ``node``, ``scheduler``: the scheduler reports a lost node healthy again (``scontrol update state=resume``,
+    slurmd restarted); it counts in the denominator again from this moment.
+``worker_moved`` (master)
+    ``moved`` (the worker id), ``from_node``, ``to_node``, ``reason``: the worker's next launch goes elsewhere.
 ``worker_start`` (worker)
     ``node``, ``ranks``, ``devices``, ``pid``, ``startup_s`` (seconds from the process's start to this record:
     imports, data, search state; null where unknown).
@@ -95,6 +107,11 @@ __all__ = [
     "ExperimentEnd",
     "Launch",
     "Heads",
+    "NodeLost",
+    "NodeExcluded",
+    "NodeRejoined",
+    "WorkerMoved",
+    "NODE_TYPES",
     "WorkerStart",
     "Heartbeat",
     "ProposalEvent",
@@ -116,6 +133,10 @@ EVENT_TYPES = (
     "experiment_end",
     "launch",
     "heads",
+    "node_lost",
+    "node_excluded",
+    "node_rejoined",
+    "worker_moved",
     "worker_start",
     "heartbeat",
     "proposal",
@@ -127,7 +148,9 @@ EVENT_TYPES = (
     "energy",
 )
 # Records that only the master may write: in any other journal they are forgeries and are never honoured.
-CONTROL_TYPES = frozenset({"experiment_start", "experiment_end", "launch", "heads", "probe"})
+# The master's records of the nodes' health (the report's "nodes and faults" section and the billed node-seconds).
+NODE_TYPES = frozenset({"node_lost", "node_excluded", "node_rejoined", "worker_moved"})
+CONTROL_TYPES = frozenset({"experiment_start", "experiment_end", "launch", "heads", "probe"}) | NODE_TYPES
 TRIAL_STATUSES = ("finished", "failed", "stopped")
 
 
@@ -184,6 +207,39 @@ class Launch(Event):
 class Heads(Event):
     TYPE: ClassVar[str] = "heads"
     heads: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class NodeLost(Event):
+    TYPE: ClassVar[str] = "node_lost"
+    node: str = ""
+    signal: str = ""
+    reason: str | None = None
+    scheduler: str | None = None
+    workers: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class NodeExcluded(Event):
+    TYPE: ClassVar[str] = "node_excluded"
+    node: str = ""
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeRejoined(Event):
+    TYPE: ClassVar[str] = "node_rejoined"
+    node: str = ""
+    scheduler: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerMoved(Event):
+    TYPE: ClassVar[str] = "worker_moved"
+    moved: str = ""
+    from_node: str = ""
+    to_node: str = ""
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -286,6 +342,10 @@ _CLASSES: dict[str, type[Event]] = {
         ExperimentEnd,
         Launch,
         Heads,
+        NodeLost,
+        NodeExcluded,
+        NodeRejoined,
+        WorkerMoved,
         WorkerStart,
         Heartbeat,
         ProposalEvent,
@@ -304,6 +364,10 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "experiment_end": ("t_end",),
     "launch": ("launched", "node"),
     "heads": ("heads",),
+    "node_lost": ("node", "signal"),
+    "node_excluded": ("node",),
+    "node_rejoined": ("node",),
+    "worker_moved": ("moved", "from_node", "to_node"),
     "proposal": ("trial", "epochs"),
     "trial_start": ("trial", "train_flops_per_image", "eval_flops_per_image"),
     "epoch": (

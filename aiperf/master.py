@@ -16,11 +16,14 @@ deadline the master creates ``STOP``, sends SIGTERM, waits a grace period, then 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -40,6 +43,15 @@ GRACE_S = 30.0  # how long workers get to finish their journal lines after SIGTE
 HEADS_EVERY_S = 5.0  # the master journals the heads of the journals that grew at most this often (and at the end)
 READY_TIMEOUT_S = 600.0  # how long workers may take to initialise before the window opens without them
 NODE_FAILURES_TO_EXCLUDE = 3
+SELF_STOP_S = 10.0  # at the deadline, how long workers get to see it themselves and exit 0 before any SIGTERM
+AFTER_WINDOW_PROBE_S = 60.0
+WAITING_NOTE_S = 30.0  # while the master waits on a pending worker or probe it says why this often
+# Restarts back off: a worker that fails again within BACKOFF_RESET_S of its start waits 1, 2, 4 ... up to
+# BACKOFF_MAX_S before its next start, so a fault that persists for a while cannot use up max_restarts in seconds.
+BACKOFF_RESET_S = 60.0
+BACKOFF_MAX_S = 30.0
+MIN_FREE_BYTES = 1 << 20  # below this the experiment's disk is full: a restart waits for space and costs nothing
+# the probe after the window waits at most this per node: the report never waits on it
 
 
 def new_experiment_dir(config: Config, base: Path | None = None) -> Path:
@@ -69,6 +81,10 @@ class _Slot:
     last_seen: float = 0.0
     idle_s: float = 0.0
     exits: list[int] = field(default_factory=list)
+    pending: bool = False  # ended; its restart waits for not_before (back-off) and for disk space
+    not_before: float = 0.0
+    quick_failures: int = 0  # consecutive ends within BACKOFF_RESET_S of their start
+    waiting_space: bool = False
 
 
 class Master:
@@ -102,6 +118,7 @@ class Master:
         self._unwritten: list[dict[str, Any]] = []  # the master's records a full disk held back, oldest first
         self._grown: set[str] = set()  # worker journals that grew since the master last journalled their heads
         self._next_heads = 0.0
+        self._nodes: Any = None  # aiperf.faults.NodeWatch, while the window is open
 
     # -- logging -------------------------------------------------------------------------------------------------
     def say(self, message: str) -> None:
@@ -127,6 +144,10 @@ class Master:
                     f"[search] space {self.config.search.space} is for dataset {custom.name!r}, not {spec.name!r}"
                 )
         self.paths.create()
+        from aiperf.clock import clock_skew, skew_problem
+
+        if (skewed := skew_problem("the master", clock_skew(self.paths.root))) is not None:
+            raise ConfigError(skewed)  # its t0 and deadline would put every worker's records outside the window
         atomic_write_json(self.paths.config, self.config.to_json())
         self._claim()
         self.journal = JournalWriter(self.paths.master_journal, "master")
@@ -192,7 +213,14 @@ class Master:
         tail = JournalSet(self.paths.journals)
         limit = time.time() + READY_TIMEOUT_S
         self.say(f"waiting for {len(pending)} worker(s) to initialise")
+        next_note = time.time() + WAITING_NOTE_S
         while pending and self.interrupted is None and time.time() < limit:
+            if time.time() >= next_note:  # say what it waits for, in the scheduler's words where it has any
+                next_note = time.time() + WAITING_NOTE_S
+                for worker_id, slot in sorted(pending.items()):
+                    why = self.launcher.waiting_reason(slot.handle) if slot.handle is not None else None
+                    last = _last_lines(self.paths.log(worker_id), 1)
+                    self.say(f"still waiting for {worker_id} on {slot.node}: {why or 'starting'}; its log: {last}")
             for record in tail.poll():
                 if record.get("type") == "worker_start":
                     pending.pop(record.get("worker", ""), None)
@@ -346,6 +374,8 @@ class Master:
             }
         )
         self._launches[slot.worker_id] = self._launches.get(slot.worker_id, 0) + 1
+        slot.pending = False
+        slot.waiting_space = False
         slot.handle = handle
         slot.started_at = now
         slot.last_seen = now
@@ -353,7 +383,10 @@ class Master:
         self.say(f"started {slot.worker_id} on {slot.node} ({handle.describe()})")
 
     def _supervise(self) -> None:
+        from aiperf.faults import NodeWatch
         from aiperf.monitor import LiveView, Progress, TensorBoardMonitor
+
+        self._nodes = NodeWatch(self.launcher, self._emit_record, self.say, self.config.run.heartbeat_interval)
 
         tail = self._tail = JournalSet(self.paths.journals)
         self._feed = FeedWriter(self.paths.feed)
@@ -374,6 +407,7 @@ class Master:
             self._pass_on(records)
             self._record_heads(records, now)
             self._observe(records)
+            self._relaunch(self._nodes.check(now, self.slots), now)
             self._monitor.update(records, now)
             self._progress.update(records, now)
             self._watch(now)
@@ -458,6 +492,9 @@ class Master:
     def _watch(self, now: float) -> None:
         run = self.config.run
         for slot in self.slots:
+            if slot.pending and not slot.gave_up:
+                self._restart_when_ready(slot, now)
+                continue
             if slot.gave_up or slot.handle is None:
                 continue
             code = slot.handle.poll()
@@ -476,11 +513,19 @@ class Master:
                 assert code is not None  # not stuck, so it exited
                 self.say(f"{slot.worker_id} on {slot.node} exited with status {code} ({slot.handle.describe()})")
             slot.exits.append(code)
+            if self.deadline - now < 2.0:
+                continue
+            if self._nodes is not None and self._nodes.lost_under(slot.node, now, self.slots):
+                continue  # its node is gone: the node watch moves it at the next poll, spending no restart
+            slot.pending = True
+            slot.quick_failures = slot.quick_failures + 1 if now - slot.started_at < BACKOFF_RESET_S else 1
+            backoff = 0.0 if slot.quick_failures <= 1 else min(BACKOFF_MAX_S, 2.0 ** (slot.quick_failures - 2))
+            slot.not_before = now + backoff
+            if not _has_space(self.paths.root):
+                continue  # a full disk is a pause: neither the worker's nor its node's failure
             # A worker never ends on its own while the window is open, so any end counts against its node, status 0
             # included: srun reports 0 when the node under a step dies.
             self.node_failures[slot.node] = self.node_failures.get(slot.node, 0) + 1
-            if self.deadline - now < 2.0:
-                continue
             if slot.restarts >= run.max_restarts:
                 slot.gave_up = True
                 self.say(f"{slot.worker_id} failed {slot.restarts + 1} times: not restarting it")
@@ -488,11 +533,38 @@ class Master:
             if self.node_failures.get(slot.node, 0) >= NODE_FAILURES_TO_EXCLUDE:
                 self._move(slot)
             slot.restarts += 1
+            if backoff:
+                self.say(
+                    f"{slot.worker_id} ended {slot.quick_failures} times in a row: restarting it in {backoff:.0f} s"
+                )
+            self._restart_when_ready(slot, now)
+
+    def _restart_when_ready(self, slot: _Slot, now: float) -> None:
+        """Start a pending worker once its back-off has passed and the experiment's disk has space again."""
+        if self.deadline - now < 2.0 or now < slot.not_before:
+            return
+        if not _has_space(self.paths.root):
+            if not slot.waiting_space:
+                self.say(f"{slot.worker_id}: the experiment's disk is full; it restarts when space returns")
+                slot.waiting_space = True
+            return
+        try:
+            self._start(slot, time.time())
+        except AiperfError as exc:
+            self.say(f"cannot restart {slot.worker_id}: {exc}")
+            slot.not_before = now + BACKOFF_MAX_S
+
+    def _relaunch(self, moved: list[_Slot], now: float) -> None:
+        """Start the workers the node watch moved off a lost node (a move spends none of max_restarts)."""
+        for slot in moved:
+            if self.deadline - now < 2.0:
+                continue
             try:
                 self._start(slot, time.time())
             except AiperfError as exc:
-                self.say(f"cannot restart {slot.worker_id}: {exc}")
-                slot.handle = None
+                self.say(f"cannot restart {slot.worker_id} on {slot.node}: {exc}")
+                slot.pending = True  # tried again after a back-off
+                slot.not_before = now + BACKOFF_MAX_S
 
     def _move(self, slot: _Slot) -> None:
         bad = slot.node
@@ -500,12 +572,27 @@ class Master:
         if not candidates or candidates == [bad]:
             return
         self.launcher.exclude(bad)
+        self._emit_record({"type": "node_excluded", "node": bad, "reason": f"{self.node_failures[bad]} failures"})
         slot.node = candidates[sum(1 for s in self.slots if s.node in candidates) % len(candidates)]
+        reason = f"node {bad} failed {self.node_failures[bad]} times"
+        self._emit_record(
+            {"type": "worker_moved", "moved": slot.worker_id, "from_node": bad, "to_node": slot.node, "reason": reason}
+        )
         self.say(f"node {bad} failed {self.node_failures[bad]} times: excluded; {slot.worker_id} moves to {slot.node}")
 
     def _stop_workers(self) -> None:
-        atomic_write_text(self.paths.stop_file, f"{time.time()}\n")
+        try:
+            atomic_write_text(self.paths.stop_file, f"{time.time()}\n")
+        except OSError as exc:  # a full disk: the workers still see the deadline, and SIGTERM follows
+            self.say(f"cannot write {self.paths.stop_file.name}: {exc}")
         running = [s for s in self.slots if s.handle is not None and s.handle.poll() is None]
+        if self.interrupted is None:
+            # A worker sees the deadline (or STOP) between two training steps and exits 0 by itself, so its SLURM
+            # step ends COMPLETED; a SIGTERM racing that exit would leave it CANCELLED and "srun: error" in its log.
+            end = time.time() + SELF_STOP_S
+            while time.time() < end and any(s.handle is not None and s.handle.poll() is None for s in running):
+                time.sleep(0.2)
+            running = [s for s in running if s.handle is not None and s.handle.poll() is None]
         for slot in running:
             assert slot.handle is not None
             slot.handle.terminate()
@@ -515,11 +602,13 @@ class Master:
         for slot in running:
             if slot.handle is not None and slot.handle.poll() is None:
                 self.say(f"{slot.worker_id} did not stop within {GRACE_S:.0f} s: killing it")
-                slot.handle.kill()
+                slot.handle.abandon()  # what is still running now is lost (a ghost step): never wait on it
 
     def _probe_again(self) -> None:
         """Probe the nodes again now that the workers are gone: a half-loaded node reads low, and the report takes
         each node's best reading as its peak (noise only ever lowers a measured peak)."""
+        self.launcher.probe_timeout_s = AFTER_WINDOW_PROBE_S
+        self.say(f"probing again after the window (at most {AFTER_WINDOW_PROBE_S:.0f} s; the report is written)")
         try:
             probes = self.launcher.probe(self.config.train.precision, self.config.train.device)
         except AiperfError as exc:
@@ -528,6 +617,21 @@ class Master:
         assert self.journal is not None
         for probe in probes:
             self.journal.emit({**probe, "phase": "after"})
+
+    def _flushed(self) -> bool:
+        """Write what a full disk held back of the master's records; True once nothing is left."""
+        self._emit_record(None)
+        return not self._unwritten
+
+    def _until_written(self, what: str, attempt: Callable[[], bool]) -> None:
+        """Retry ``attempt`` (true once written) every second while the disk is full, saying so every 30 s: the
+        master outlives a full disk and writes its end and its report as soon as there is room."""
+        next_note = time.time()
+        while not attempt():
+            if time.time() >= next_note:
+                self.say(f"the disk is full: {what} is written as soon as space returns")
+                next_note = time.time() + 30.0
+            time.sleep(1.0)
 
     def _finish(self) -> Any:
         from aiperf.report import analyze, format_summary, write_report
@@ -542,14 +646,37 @@ class Master:
                 t_end, reason = self.deadline, "the window closed"
             else:
                 t_end, reason = now, "stopped early"
-            self._emit_record(None)
-            self.journal.emit({"type": "experiment_end", "t_end": t_end, "reason": reason, "heads": self._heads()})
+            end = {"type": "experiment_end", "t_end": t_end, "reason": reason, "heads": self._heads()}
+            self._emit_record(end)
+            self._until_written("experiment_end", self._flushed)
+            # The report first: nothing after the window (a probe queued behind a ghost step) can hold it back.
+            # The probe then amends it, and the amended report matches the journals again.
+            self._until_written("the report", lambda: _written(lambda: write_report(analyze(self.paths), self.paths)))
             if self.slots and not self.interrupted and self.launcher.reprobe:
                 self._probe_again()
         result = analyze(self.paths)
-        write_report(result, self.paths)
+        self._until_written("the report", lambda: _written(lambda: write_report(result, self.paths)))
         print(format_summary(result), file=self.out, flush=True)
         return result
+
+
+def _written(write: Callable[[], None]) -> bool:
+    """Run ``write``; False where the disk was full (ENOSPC, or the journal writer's error for it)."""
+    try:
+        write()
+    except (OSError, HistoryError) as exc:
+        if isinstance(exc, OSError) and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        return False
+    return True
+
+
+def _has_space(root: Path) -> bool:
+    """Whether the experiment's file system has room for a worker to start (journal, log, feed)."""
+    try:
+        return shutil.disk_usage(root).free >= MIN_FREE_BYTES
+    except OSError:
+        return True  # unknown: no reason to hold a restart back
 
 
 def _last_lines(path: Path, count: int = 3) -> str:

@@ -31,7 +31,10 @@ import json
 import math
 import os
 import shutil
+import sys
+import threading
 import time
+import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -396,6 +399,20 @@ class TensorBoardMonitor:
             (paths.tensorboard / "epochs").glob("events.out.tfevents.*")
         )
         self._closed = False
+        # TensorBoard writes from threads of its own: on a full disk each dies with a traceback on stderr and the
+        # next call in the master's thread raises (caught in update). One line instead of the traceback.
+        self._previous_hook = threading.excepthook
+        threading.excepthook = self._thread_failed
+
+    def _thread_failed(self, args: threading.ExceptHookArgs) -> None:
+        frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback is not None else []
+        if isinstance(args.exc_value, OSError) and any("tensorboard" in f.filename for f in frames):
+            problem = f"a TensorBoard writer thread stopped: {args.exc_value}"
+            if problem not in self.problems:
+                self.problems.append(problem)
+                print(f"aiperf: {problem} (the curves miss what it held; the run goes on)", file=sys.stderr)
+            return
+        self._previous_hook(args)
 
     @staticmethod
     def _summary_writer(log_dir: str, purge_step: int | None = None) -> Any:
@@ -501,9 +518,14 @@ class TensorBoardMonitor:
         if self._closed:
             return
         self._closed = True
-        for writer in (self._epochs, self._writer):
-            if writer is not None:
-                writer.close()
+        if threading.excepthook == self._thread_failed:
+            threading.excepthook = self._previous_hook
+        try:
+            for writer in (self._epochs, self._writer):
+                if writer is not None:
+                    writer.close()
+        except OSError as exc:  # a full disk: the curves are derived data, the run and its report are not at stake
+            self.problems.append(f"cannot finish the TensorBoard files under {self.paths.tensorboard}: {exc}")
         self._writer = self._epochs = None
 
     def __enter__(self) -> TensorBoardMonitor:

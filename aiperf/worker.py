@@ -25,6 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from aiperf.clock import clock_skew, skew_problem
 from aiperf.config import Config
 from aiperf.errors import AiperfError, ConfigError, HistoryError, TrainError
 from aiperf.events import NullSink
@@ -365,6 +366,10 @@ def run_worker(experiment: Path, worker_id: str) -> int:
         reader = _HistoryReader(FeedReader(paths.feed, skip_writer=worker_id), history)
         reader.replay(own)  # what is there already (a restart, a resumed run), before "ready"
         trials_done = sum(1 for r in own if r.get("type") == "proposal")
+        skew = clock_skew(paths.root)  # against the shared file system's clock: a skewed node is an error
+        if (problem := skew_problem(worker_id, skew)) is not None:
+            journal.emit({"type": "worker_stop", "reason": problem, "clock_skew_s": skew})
+            raise ConfigError(problem)
         # worker_start says "ready": the master opens the window once every worker has written it, so it comes
         # after everything the first proposal needs (the searcher imports optuna and builds the seeds).
         journal.emit(
@@ -376,6 +381,7 @@ def run_worker(experiment: Path, worker_id: str) -> int:
                 "threads": torch.get_num_threads(),  # per rank: ``aiperf audit`` re-trains with as many
                 "pid": os.getpid(),
                 "startup_s": _process_age(),
+                "clock_skew_s": skew,
             }
         )
         heartbeat = _Heartbeat(journal, stop, config.run.heartbeat_interval)

@@ -142,21 +142,24 @@ cmd_install() {
         chmod 755 /usr/sbin/policy-rc.d
         policy_made=1
     fi
-    say "install: apt-get install ${missing[*]}"
+    # The install log lives with the rest of the cluster's state (one folder to inspect or delete).
+    local install_log=$LOG/install.log
+    mkdir -p "$LOG"
+    say "install: apt-get install ${missing[*]} (log: $install_log)"
     local rc=0
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
-        >"/tmp/aiperf-slurm-install.log" 2>&1 || rc=$?
+        >"$install_log" 2>&1 || rc=$?
     if ((rc != 0 && !updated)); then
         # Old package lists name versions the mirror no longer has: refresh them once and try again.
         say "install: apt-get install failed; apt-get update and one more try"
         rc=0
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-            "${missing[@]}" >"/tmp/aiperf-slurm-install.log" 2>&1 || rc=$?
+            "${missing[@]}" >"$install_log" 2>&1 || rc=$?
     fi
     ((policy_made)) && rm -f /usr/sbin/policy-rc.d
     ((rc == 0)) || {
-        tail -n 20 /tmp/aiperf-slurm-install.log
-        die "apt-get install failed (full log: /tmp/aiperf-slurm-install.log)"
+        tail -n 20 "$install_log"
+        die "apt-get install failed (full log: $install_log)"
     }
     say "install: done in $(elapsed "$t0") s"
 }

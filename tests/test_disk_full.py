@@ -227,3 +227,112 @@ def test_torn_line_on_a_full_disk_is_ended_once_space_returns(tiny_fs: Path) -> 
     assert [r["seq"] for r in records] == list(range(6))
     assert len(problems) == 1 and "not valid JSON" in problems[0].reason
     assert verify_chain(path) == []
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A freshly mounted 256 MiB tmpfs to hold a whole experiment, unmounted afterwards."""
+    if os.geteuid() != 0:
+        _unavailable("not root (run the fault tests as root, e.g. in the CI container)")
+    point = tmp_path / "small"
+    point.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256m,mode=0755", "tmpfs", str(point)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if done.returncode != 0:
+        _unavailable(f"mount -t tmpfs failed: {done.stderr.strip() or done.returncode}")
+    try:
+        yield point
+    finally:
+        if subprocess.run(["umount", str(point)], capture_output=True, timeout=30, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(point)], capture_output=True, timeout=30, check=False)
+
+
+def _fill_up(point: Path) -> Path:
+    """Fill the file system at ``point`` to the last byte with one ballast file; returns it."""
+    ballast = point / "ballast"
+    with open(ballast, "wb", buffering=0) as handle:  # unbuffered: nothing left to flush (and fail) at close
+        for size in (1 << 20, PAGE):
+            try:
+                while handle.write(b"\0" * size):
+                    pass
+            except OSError:
+                pass
+    return ballast
+
+
+def _master_records(experiment: Path) -> list[dict[str, object]]:
+    path = experiment / "journals" / "master.jsonl"
+    return read_journal(path)[0] if path.exists() else []
+
+
+def _wait_until(what: str, probe: object, timeout: float) -> None:
+    import time
+
+    end = time.monotonic() + timeout
+    while not probe():  # type: ignore[operator]
+        if time.monotonic() > end:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.5)
+
+
+def test_a_full_disk_is_a_pause_and_the_master_outlives_it_to_write_its_end_and_report(small_fs: Path) -> None:
+    import time
+
+    config = small_fs.parent / "aiperf.toml"
+    config.write_text(
+        # One restart each: a full disk that spent restarts would use them up at its first two failures.
+        '[run]\nduration = "90s"\nworkers = 2\nthreads_per_rank = 1\nlauncher = "local"\nmax_restarts = 1\n'
+        '[train]\ndevice = "cpu"\nprecision = "fp32"\n'
+    )
+    experiment = small_fs / "exp"
+    argv = [sys.executable, "-m", "aiperf", "run", "--config", str(config), "--experiment-dir", str(experiment)]
+    log = small_fs.parent / "master.out"  # off the full disk: the test reads it
+    with open(log, "w") as out:
+        master = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_until(
+            "the window", lambda: any(r["type"] == "experiment_start" for r in _master_records(experiment)), 300
+        )
+        start = next(r for r in _master_records(experiment) if r["type"] == "experiment_start")
+        t0, deadline = float(start["t0"]), float(start["deadline"])  # type: ignore[arg-type]
+        time.sleep(max(0.0, t0 + 15 - time.time()))
+        du = ["du", "-sh", *map(str, experiment.iterdir())]
+        used = subprocess.run(du, capture_output=True, text=True, check=False).stdout
+        assert shutil.disk_usage(small_fs).free > 64 << 20, used  # the experiment itself is far from filling it
+        ballast = _fill_up(small_fs)  # mid-window, for 30 s: the workers cannot write and end
+        full_from = time.time()
+        time.sleep(30)
+        ballast.unlink()
+        freed_at = time.time()
+        time.sleep(max(0.0, deadline - 4 - time.time()))
+        ballast = _fill_up(small_fs)  # and again over the deadline: STOP, experiment_end and the report wait
+        time.sleep(max(0.0, deadline + 15 - time.time()))
+        ballast.unlink()
+        code = master.wait(timeout=240)
+    finally:
+        if master.poll() is None:
+            os.killpg(master.pid, 9)
+    output = log.read_text(errors="replace")
+    assert "Traceback" not in output, output[-3000:]
+    assert code in (0, 3), output[-3000:]  # finished: valid, or finished but not valid
+    records = _master_records(experiment)
+    (end,) = [r for r in records if r["type"] == "experiment_end"]
+    assert end["t_end"] == deadline  # the declared window, written once there was room
+    assert "the disk is full" in output
+    launches = [r for r in records if r["type"] == "launch"]
+    # No restart budget used up while full: nobody gave up, at most one start per worker while the disk was full
+    # (the back-off and the wait for space), and both started again once space returned.
+    assert "not restarting it" not in output, output[-3000:]
+    while_full = [r for r in launches if full_from <= float(r["time"]) < freed_at]  # type: ignore[arg-type]
+    assert len(while_full) <= 2, while_full
+    after = {r["launched"] for r in launches if freed_at <= float(r["time"]) < deadline}  # type: ignore[arg-type]
+    assert after == {"w000", "w001"}, (launches, output[-3000:])
+    result = json.loads((experiment / "result.json").read_text())
+    assert result["status"] == "finished"
+    counted = {w: sum(1 for r in launches if r["launched"] == w) for w in ("w000", "w001")}
+    assert {w["worker"]: w["starts"] for w in result["workers"]} == counted  # starts from the launch records

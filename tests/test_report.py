@@ -213,6 +213,7 @@ SCHEMA: dict[str, Any] = {
             }
         ],
         "ratio": Opt(NUM),
+        "billed_peak_flops": Opt(NUM),
         "note": Opt(STR),
     },
     "hardware": {
@@ -246,6 +247,29 @@ SCHEMA: dict[str, Any] = {
         "spec": {"peak_flops_sum": Opt(NUM), "ratio": Opt(NUM), "note": Opt(STR), "above_spec": [STR]},
         "stalls": {"share": Opt(NUM), "workers": {"*": NUM}, "trials": {"*": NUM}, "note": Opt(STR)},
     },
+    "nodes": Opt(
+        {
+            "nodes_at_start": INT,
+            "node_seconds": NUM,
+            "window_s": NUM,
+            "billed_peak_flops": NUM,
+            "lost": INT,
+            "probe_outlier_factor": NUM,
+            "flags": [STR],
+            "timeline": [
+                {
+                    "node": STR,
+                    "state": OneOf("ran", "lost", "excluded", "rejoined"),
+                    "peak_flops": Opt(NUM),
+                    "seconds": NUM,
+                    "spans": [[NUM]],
+                    "workers": [STR],
+                    "events": [ANY_OBJECT],
+                    "flag": Opt(STR),
+                }
+            ],
+        }
+    ),
     "validity": {
         "valid": BOOL,
         "official": BOOL,
@@ -679,12 +703,16 @@ def test_status_of_a_running_experiment_counts_only_finished_epochs(tmp_path: Pa
 
 def test_abandoned_trial_of_a_restarted_worker(tmp_path: Path) -> None:
     exp = make_experiment(tmp_path / "exp-restart", state="running")
+    with JournalWriter(exp.paths.master_journal, "master", host="master-host") as master:  # the master's restart
+        master.emit(launch("w001", "node1", attempt=1))
+        master.emit(launch("w001", "node1", attempt=2))  # ... and one that died before its first record
     with JournalWriter(exp.paths.journal("w001"), "w001", host="host-b") as w1:  # killed, restarted by the master
         w1.emit({"type": "worker_start", "node": "node1", "ranks": 1, "devices": ["cpu"], "pid": 3})
     result = analyze(exp.paths)
     doc = result_to_json(result)
     assert {t["trial"]: t["status"] for t in doc["trials"]}["w001-1"] == "abandoned"
-    assert next(w for w in doc["workers"] if w["worker"] == "w001")["starts"] == 2
+    # Starts are the master's launches: the one that never wrote a record counts too.
+    assert next(w for w in doc["workers"] if w["worker"] == "w001")["starts"] == 3
 
 
 def test_empty_experiment_reports(tmp_path: Path) -> None:
@@ -806,3 +834,17 @@ def test_status_is_provisional_until_the_window_closes_and_so_far_only_while_run
     done = analyze(make_experiment(tmp_path / "exp-done", state="finished").paths)
     finished_status = format_status(done)
     assert " so far" not in finished_status and "validity    VALID" in finished_status
+
+
+def test_a_run_without_experiment_end_is_scored_over_its_declared_window_and_never_valid(tmp_path: Path) -> None:
+    # The master died 100 s into a 200 s window (a full disk, a crash) and is gone: the work it left, over a window
+    # cut at its last record, would read twice the real rate.
+    exp = make_experiment(tmp_path / "exp-dead", state="running")
+    exp.paths.master_pid.unlink()
+    later = analyze(exp.paths, now=exp.deadline + 100.0)
+    assert later.status == "interrupted" and not later.valid
+    assert later.t_end == exp.deadline
+    assert later.final.score == pytest.approx(later.final.flops / (exp.deadline - exp.t0))
+    # Before the deadline: the window so far, up to now.
+    now = time.time() + 30.0
+    assert analyze(exp.paths, now=now).t_end == pytest.approx(now)

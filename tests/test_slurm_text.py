@@ -280,11 +280,20 @@ def test_parse_sacct_cluster_states() -> None:
     assert {r.state for r in records.values() if not r.finished} == {"RUNNING", "PENDING"}
 
 
+def test_parse_sacct_reads_a_step_lost_with_its_node_which_has_no_exit_code() -> None:
+    # Captured from the local cluster after a hard node loss left a ghost step (its slurmstepd killed).
+    line = "1.2|CANCELLED by 0||n1|2026-12-06T06:34:26|2026-12-06T06:41:19|00:06:53\n"
+    (record,) = parse_sacct(line)
+    assert (record.state, record.exit_code, record.signal, record.nodes) == ("CANCELLED", -1, 0, ("n1",))
+
+
 def test_parse_sacct_refuses_malformed_lines() -> None:
     with pytest.raises(LaunchError, match="expected 7"):
         parse_sacct("1|COMPLETED|0:0\n")
     with pytest.raises(LaunchError, match="exit code"):
         parse_sacct("1|COMPLETED|x|n1|Unknown|Unknown|00:00:01\n")
+    with pytest.raises(LaunchError, match="exit code"):
+        parse_sacct("1|COMPLETED|-|n1|Unknown|Unknown|00:00:01\n")
 
 
 @pytest.mark.parametrize(

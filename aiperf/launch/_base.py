@@ -59,12 +59,18 @@ class WorkerHandle(abc.ABC):
     def describe(self) -> str:
         """One line for logs: where it runs and its process or step id."""
 
+    def abandon(self) -> None:
+        """Stop a worker whose node is lost, without waiting on the node: the default is :meth:`kill`; a launcher
+        whose kill waits for the node's answer (srun) overrides it, so a lost node never holds up the master."""
+        self.kill()
+
 
 class Launcher(abc.ABC):
     """Starts workers on nodes."""
 
     name: str = "base"
     reprobe: bool = True  # probe again after the window (False where a probe means queueing a job)
+    probe_timeout_s: float | None = None  # the most one node's probe may take (None: the launcher's own limit)
 
     @abc.abstractmethod
     def nodes(self) -> Sequence[str]:
@@ -99,6 +105,21 @@ class Launcher(abc.ABC):
 
     def exclude(self, node: str) -> None:  # noqa: B027 - optional hook, most launchers have nothing to do
         """Stop placing workers on ``node`` (it failed repeatedly)."""
+
+    def waiting_reason(self, handle: WorkerHandle) -> str | None:
+        """Why a started worker is not running yet, in the scheduler's words (``PENDING (Resources)``), or None
+        where the launcher cannot tell; the master prints it every 30 s while it waits."""
+        return None
+
+    def include(self, node: str) -> None:  # noqa: B027 - optional hook, like exclude
+        """Place workers on ``node`` again (it came back after a loss)."""
+
+    def node_health(self, now: float, fresh: bool = False) -> dict[str, str | None] | None:
+        """What the scheduler says of every node: node -> None (healthy) or the scheduler's words. None where the
+        launcher has no scheduler to ask (local processes): the workers' heartbeats are then the only signal of a
+        lost node. Cheap to call every poll: a launcher asks its scheduler at most every few seconds, unless
+        ``fresh`` (a worker just ended: did its node die under it?)."""
+        return None
 
     def close(self) -> None:  # noqa: B027
         """Release what the launcher holds (allocations, executors)."""

@@ -41,6 +41,7 @@ from typing import Any
 from aiperf import _proc
 from aiperf.errors import LaunchError
 from aiperf.launch._base import Launcher, WorkerHandle, WorkerSpec, worker_argv
+from aiperf.launch._reach import ReachWatch, is_local
 from aiperf.launch._srun import probe_event
 
 __all__ = [
@@ -363,6 +364,7 @@ class MpiLauncher(Launcher):
         self._probes: dict[str, dict[str, Any]] = {}
         self._placed: dict[str, list[str]] = {}  # host -> worker ids in the order they were first started there
         self.probe_failures: dict[str, str] = {}
+        self._reach = ReachWatch(lambda: [h.host for h in self.hosts])
 
     # -- placement -----------------------------------------------------------------------------------------------
     def nodes(self) -> Sequence[str]:
@@ -371,6 +373,20 @@ class MpiLauncher(Launcher):
     def exclude(self, node: str) -> None:
         if node not in self._excluded:
             self._excluded.append(node)
+
+    def include(self, node: str) -> None:
+        if node in self._excluded:
+            self._excluded.remove(node)
+
+    def close(self) -> None:
+        self._reach.close()
+
+    def node_health(self, now: float, fresh: bool = False) -> dict[str, str | None] | None:
+        """ssh reachability of the remote hosts (aiperf.launch._reach), checked in the background; None where every
+        host is this machine (the heartbeats are then the only signal)."""
+        if all(is_local(h.host) for h in self.hosts):
+            return None
+        return self._reach.latest()
 
     def _workers_per_host(self) -> int:
         workers = int(getattr(getattr(self.config, "run", None), "workers", 0) or 0)

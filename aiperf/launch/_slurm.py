@@ -432,7 +432,8 @@ class AcctRecord:
     """One line of sacct: a job (``step`` None) or one of its steps (``"batch"``, ``"extern"``, ``"0"`` ...).
 
     ``state`` is normalised to the bare upper-case word (``"CANCELLED by 0"`` -> ``CANCELLED``). ``exit_code`` and
-    ``signal`` come from sacct's ``CODE:SIGNAL``. Times are the scheduler's local times; None where unknown.
+    ``signal`` come from sacct's ``CODE:SIGNAL`` (-1 and 0 where sacct gives none: a step lost with its node).
+    Times are the scheduler's local times; None where unknown.
     """
 
     job_id: str
@@ -479,8 +480,9 @@ def parse_sacct(text: str) -> list[AcctRecord]:
             continue
         job, state, exit_code, nodes, start, end, elapsed = _fields(line.strip(), len(SACCT_FIELDS), "sacct")
         job_id, _, step = job.strip().partition(".")
-        code, _, sig = exit_code.strip().partition(":")
-        if not code.isdigit() or not (sig or "0").isdigit():
+        # A step whose node died under it has no exit code at all ("1.2|CANCELLED by 0||n1|..."): -1, unknown.
+        code, _, sig = (exit_code.strip() or "-1:0").partition(":")
+        if not code.lstrip("-").isdigit() or not (sig or "0").isdigit():
             raise LaunchError(f"cannot read exit code {exit_code!r} in {line!r}")
         records.append(
             AcctRecord(

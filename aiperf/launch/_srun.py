@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from aiperf import _proc
 from aiperf.errors import LaunchError
 from aiperf.launch._base import Launcher, WorkerHandle, WorkerSpec, worker_argv
+from aiperf.launch._health import HEALTH_EVERY_S, node_health_argv, parse_node_health
 from aiperf.launch._slurm import Allocation, scancel_argv, srun_argv
 
 if TYPE_CHECKING:
@@ -201,6 +203,19 @@ class SrunWorker(WorkerHandle):
             except subprocess.TimeoutExpired:
                 pass
 
+    def abandon(self) -> None:
+        """The step's node is lost: tell SLURM to kill the step and kill srun at once. srun would otherwise wait
+        for the dead node's answer (about 10 s, MessageTimeout) before it ends."""
+        if self.process.poll() is not None:
+            return
+        # slurmctld answers scancel only after trying the dead node (up to MessageTimeout): never wait for it.
+        threading.Thread(target=self._scancel, args=("KILL",), name="aiperf-scancel", daemon=True).start()
+        self._signal_srun(signal.SIGKILL)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
     def describe(self) -> str:
         step = self._step or f"step {self.step_name}"
         return f"srun {step} on {self.node}, pid {self.process.pid}"
@@ -236,6 +251,8 @@ class SlurmLauncher(Launcher):
         self._steps_at = float("-inf")
         self.probe_failures: dict[str, str] = {}
         self._probed_gpus: dict[str, int] = {}  # node -> CUDA devices its last probe found
+        self._health: dict[str, str | None] | None = None
+        self._health_at = float("-inf")
         left = self.allocation.seconds_left()
         if left is not None and left <= self.margin_s():
             raise LaunchError(
@@ -250,6 +267,27 @@ class SlurmLauncher(Launcher):
     def exclude(self, node: str) -> None:
         if node not in self._excluded:
             self._excluded.append(node)
+
+    def include(self, node: str) -> None:
+        if node in self._excluded:
+            self._excluded.remove(node)
+
+    def node_health(self, now: float, fresh: bool = False) -> dict[str, str | None] | None:
+        """Every node of the allocation, excluded ones included (so a node that comes back is seen), from one
+        ``sinfo`` at most every :data:`HEALTH_EVERY_S`. An unanswered sinfo keeps the previous answer: a slow
+        slurmctld is no evidence against any node."""
+        if not fresh and now - self._health_at < HEALTH_EVERY_S:
+            return self._health
+        self._health_at = now
+        try:
+            out = _proc.run(node_health_argv(self.allocation.nodes), timeout=_COMMAND_TIMEOUT_S).stdout
+            states = parse_node_health(out)
+        except LaunchError:
+            return self._health
+        self._health = {
+            n: (None if states[n].healthy else states[n].words) for n in self.allocation.nodes if n in states
+        }
+        return self._health
 
     @property
     def excluded(self) -> tuple[str, ...]:
@@ -368,13 +406,14 @@ class SlurmLauncher(Launcher):
                 env = step_environment(self._environ, cpus)
                 process = _proc.spawn(argv, env=env, stdout=out, stderr=err, die_with_parent=True)
                 running.append((node, process, out, err))
-            limit = time.monotonic() + PROBE_TIMEOUT_S
+            allowed = self.probe_timeout_s or PROBE_TIMEOUT_S
+            limit = time.monotonic() + allowed
             for node, process, out, err in running:
                 try:
                     code = process.wait(timeout=max(0.1, limit - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     code = _proc.terminate(process, grace=10)
-                    self.probe_failures[node] = f"no answer within {PROBE_TIMEOUT_S:.0f} s"
+                    self.probe_failures[node] = f"no answer within {allowed:.0f} s"
                     continue
                 event = probe_event(out.read_text(errors="replace"))
                 if code != 0 or event is None:

@@ -57,9 +57,11 @@ from aiperf.launch._slurm import (
     AcctRecord,
     parse_sacct,
     parse_sinfo,
+    parse_squeue,
     sacct_argv,
     scancel_argv,
     sinfo_argv,
+    squeue_argv,
 )
 from aiperf.launch._srun import _last_line, probe_event
 
@@ -73,6 +75,7 @@ PROBE_TIMEOUT_S = 900.0  # queueing included
 ARRAY_MAX = 1000  # tasks per job array: SLURM's default MaxArraySize (1001) allows indices 0..1000
 _SACCT_EVERY_S = 3.0
 _COMMAND_TIMEOUT_S = 30.0
+WAITING_NOTE_S = 30.0  # a probe job still queued is named, with SLURM's reason, this often
 _LOG_SETTLE_S = 5.0  # how long a finished probe job's log may take to appear in full on a shared filesystem
 _UNSET = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_PORT", "AIPERF_NODE", "TORCHELASTIC_RUN_ID")
 
@@ -365,6 +368,21 @@ class SubmititLauncher(Launcher):
             if record.step is None and record.job_id in self._states:
                 self._states[record.job_id] = exit_status(record)
 
+    def _queue_reason(self, job_id: str) -> str | None:
+        """``PENDING (Resources)``: the job's state and SLURM's reason while it is queued, else None."""
+        try:
+            entries = parse_squeue(_proc.run(squeue_argv([job_id]), timeout=_COMMAND_TIMEOUT_S).stdout)
+        except LaunchError:
+            return None
+        entry = next((e for e in entries if e.job_id == job_id), None)
+        if entry is None or entry.state == "RUNNING":
+            return None
+        return f"{entry.state} ({entry.reason})" if entry.reason else entry.state
+
+    def waiting_reason(self, handle: WorkerHandle) -> str | None:
+        job_id = getattr(handle, "job_id", None)
+        return self._queue_reason(str(job_id)) if job_id is not None else None
+
     # -- probing -------------------------------------------------------------------------------------------------
     def probe(self, precision: str, device: str) -> list[dict[str, Any]]:
         """One short job per node running ``aiperf probe --json``; a node whose probe fails is excluded.
@@ -386,7 +404,12 @@ class SubmititLauncher(Launcher):
             job_id = str(job.job_id)
             code = None
             ended = False
+            next_note = time.monotonic() + WAITING_NOTE_S
             while not ended and time.monotonic() < limit:
+                if time.monotonic() >= next_note:
+                    next_note = time.monotonic() + WAITING_NOTE_S
+                    why = self._queue_reason(job_id) or "running"
+                    print(f"aiperf: waiting for probe job {job_id} on {node}: {why}", file=sys.stderr, flush=True)
                 code = self.exit_status(job_id)
                 # submitit writes its result file as the task ends: its existence says so sooner than sacct. Only
                 # that is looked at; the file is a pickle and is never read (job.result() would unpickle it).

@@ -114,6 +114,7 @@ class Result:
     audit: dict[str, Any] | None = None  # what ``aiperf audit`` found (aiperf.audit.audit_summary), if it ran
     hardware: HardwareSummary = field(default_factory=HardwareSummary)  # energy, stalls, spec peaks
     uncertainty: ScoreUncertainty | None = None  # the score's, from this run alone (report/_uncertainty.py)
+    nodes: Any = None  # aiperf.report._nodes.NodeHistory: each node's time in the run, its workers and faults
 
     @property
     def duration_s(self) -> float:
@@ -207,8 +208,10 @@ def builtin_rules(dataset: str) -> dict[str, Any] | None:
 
 def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[str, Any] | None) -> Result:
     from aiperf import __version__
-    from aiperf.events import CONTROL_TYPES
+    from aiperf.clock import MAX_CLOCK_SKEW_S, skew_problem
+    from aiperf.events import CONTROL_TYPES, NODE_TYPES
     from aiperf.integrity import IntegrityChecker
+    from aiperf.report._nodes import node_history
 
     paths.require()
     journal_set = JournalSet(paths.journals)
@@ -220,6 +223,8 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
     workers: dict[str, WorkerSummary] = {}
     timed_epochs: list[tuple[tuple[float, str, int], EpochWork]] = []
     problems: list[str] = []
+    node_records: list[dict[str, Any]] = []  # the master's probes, launches and node records, in journal order
+    skewed: list[str] = []  # workers whose clock was off the shared file system's at their start
     last_time = 0.0
     rules: Mapping[str, Any] | None = dataset_rules
     ledger = HardwareLedger()
@@ -243,6 +248,11 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
             if w.first_seen is None:
                 w.first_seen = record["time"]
             w.host = record.get("host", w.host)
+        if kind in ("worker_start", "worker_stop") and writer != "master":  # a worker's clock against the FS's
+            skew = record.get("clock_skew_s")
+            problem = skew_problem(writer, float(skew)) if isinstance(skew, int | float) else None
+            if problem is not None and problem not in skewed:
+                skewed.append(problem)
         try:
             if kind == "experiment_start" and (start is None or record_order(record) < record_order(start)):
                 start = record
@@ -250,7 +260,10 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
                 end = record
             elif kind == "probe":
                 peaks.append(record)
+                node_records.append(record)
             elif writer == "master":
+                if kind in NODE_TYPES or kind == "launch":
+                    node_records.append(record)
                 return  # launches and heads are the integrity checker's
             elif kind == "worker_start":
                 w = workers[writer]
@@ -341,7 +354,9 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
         t_end = min(now, deadline)
     else:
         status = "interrupted"
-        t_end = min(deadline, max(last_time, t0))
+        # No experiment_end: the declared window up to now, never a shorter one ending at the last record (the
+        # same work over a shorter window would overstate the rate); and interrupted, so never valid.
+        t_end = min(deadline, max(now, last_time, t0))
     t_end = max(t_end, t0 + 1e-9)
     counted = [e for e in epochs if e.t_end <= t_end]
     final = final_point(counted, t0, t_end)
@@ -360,8 +375,11 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
         dataset_problems=list(start.get("dataset_problems") or []),
     )
     validity_rules.append(_window_rule(status, t_end, deadline, (end or {}).get("reason")))
+    clocks = f"every worker's clock within {MAX_CLOCK_SKEW_S:g} s of the experiment's file system"
+    validity_rules.append(Rule("clocks", not skewed, "; ".join(skewed[:3]) if skewed else clocks))
     peaks_by_node = node_peaks(peaks)
-    ratio = efficiency(final.score, peaks_by_node.values())
+    nodes = node_history(node_records, peaks_by_node, t0, t_end)  # billed only for the node-seconds that ran
+    ratio = efficiency(final.score, [nodes.billed_peak_flops] if peaks_by_node else [])
     efficiency_note = None
     if ratio is not None and ratio > 1.0:
         efficiency_note = (
@@ -370,7 +388,13 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
         )
     v1 = v1_score(counted, t0, {t.trial: t.v1_flops_per_image for t in trials.values() if t.v1_flops_per_image})
     window = t_end - t0
+    launches: dict[str, int] = {}
+    for r in node_records:
+        if r.get("type") == "launch":
+            launches[str(r.get("launched"))] = launches.get(str(r.get("launched")), 0) + 1
     for w in workers.values():
+        if launches:  # the master's launches count the starts that died before their first record too
+            w.starts = launches.get(w.worker, 0)
         w.utilisation = w.busy_s / window if window > 0 else 0.0
 
     # Digests and chain checks from the same single read as the records (analyze runs at the end of every run).
@@ -453,6 +477,7 @@ def _replay(paths: ExperimentPaths, now: float | None, dataset_rules: Mapping[st
         audit=audit,
         hardware=hardware,
         uncertainty=score_uncertainty(counted, t0, t_end),
+        nodes=nodes,
     )
 
 

@@ -401,6 +401,53 @@ def _hardware(result: Result) -> str:
     )
 
 
+def _nodes(result: Result) -> str:
+    """Nodes and faults: every node's time in the run, its workers and what happened to it."""
+    history = result.nodes
+    if history is None or not history.nodes:
+        return ""
+    rows = [
+        (
+            _e(n.node),
+            _e(n.state),
+            _e(format_rate(n.peak_flops) if n.peak_flops else "n/a"),
+            f"{n.seconds:,.0f} s",
+            _e(", ".join(f"{a - result.t0:,.0f}-{b - result.t0:,.0f} s" for a, b in n.spans)),
+            _e(", ".join(n.workers)),
+            _e(n.flag or ""),
+        )
+        for n in history.nodes
+    ]
+    events = sorted(((e, n.node) for n in history.nodes for e in n.events), key=lambda p: p[0]["time"])
+    lines = [
+        (
+            f"{e['time'] - result.t0:,.1f} s",
+            _e(node),
+            _e(e["event"]),
+            _e(
+                "; ".join(
+                    f"{k}: {e[k]}"
+                    for k in ("signal", "reason", "scheduler", "moved", "to_node")
+                    if e.get(k) is not None
+                )
+            ),
+        )
+        for e, node in events
+    ]
+    head = (
+        f"<p>{history.nodes_at_start} node(s) at the start, {history.lost} lost; "
+        f"{history.node_seconds:,.0f} node-seconds in the run. Efficiency bills each node's peak only for its "
+        f"seconds in the run: {_e(format_rate(history.billed_peak_flops))} over the window.</p>"
+    )
+    return (
+        '<section id="nodes"><h2>Nodes and faults</h2>'
+        + head
+        + _table(("node", "state", "peak", "in the run", "spans", "workers", "flag"), rows, numeric=(2, 3))
+        + (_table(("time", "node", "event", "detail"), lines) if lines else '<p class="muted">No faults.</p>')
+        + "</section>"
+    )
+
+
 def _trials(result: Result) -> str:
     counts = trial_counts(result)
     summary = ", ".join(f"{n} {k}" for k, n in counts.items()) or "none"
@@ -497,6 +544,7 @@ def render_html(result: Result) -> str:
             _architectures(result),
             _workers(result),
             _hardware(result),
+            _nodes(result),
             _trials(result),
             _audit(result),
             _config(result),

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiperf import __version__
 from aiperf.report._analyze import RESULT_SCHEMA, Result, TrialSummary
+from aiperf.report._nodes import nodes_to_json
 from aiperf.report._text import V1_NOTE, trial_state, v1_left_out
 from aiperf.score import ScorePoint
 
@@ -205,8 +206,10 @@ def result_to_json(result: Result) -> dict[str, Any]:
             "probes": probes,
             "ratio": result.efficiency,
             "note": result.efficiency_note,
+            "billed_peak_flops": result.nodes.billed_peak_flops if result.nodes is not None else None,
         },
         "hardware": _hardware(result),
+        "nodes": nodes_to_json(result.nodes, t0) if result.nodes is not None else None,
         "validity": {
             "valid": result.valid,
             "official": result.official,

@@ -173,6 +173,16 @@ def _efficiency_text(result: Result) -> str:
         f"{format_ratio(result.efficiency)} of {format_rate(math.fsum(peaks))} dense-GEMM peak "
         f"probed on {len(peaks)} node{'s' if len(peaks) != 1 else ''}"
     )
+    nodes = result.nodes
+    if nodes is not None and nodes.billed_peak_flops < math.fsum(peaks) * (1 - 1e-9):
+        text = (
+            f"{format_ratio(result.efficiency)} of {format_rate(nodes.billed_peak_flops)} billed for "
+            f"{nodes.node_seconds:,.0f} node-seconds ({nodes.nodes_at_start} nodes at the start, {nodes.lost} lost, "
+            f"{sum(1 for n in nodes.nodes if n.state == 'excluded')} excluded after failures; "
+            f"{format_rate(math.fsum(peaks))} probed)"
+        )
+    if nodes is not None and nodes.flags:
+        text += f"; probe flagged: {'; '.join(nodes.flags)}"
     return text + (" (not meaningful: the probes read low)" if result.efficiency_note else "")
 
 
