@@ -20,7 +20,7 @@ from typing import Any
 
 from aiperf.errors import AiperfError
 
-__all__ = ["ProbeResult", "cpu_name", "gemm_peak", "nvml_snapshot", "probe_node", "resolve_device"]
+__all__ = ["ProbeResult", "cpu_name", "cpu_peak", "gemm_peak", "nvml_snapshot", "probe_node", "resolve_device"]
 
 _DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "tf32": "float32"}
 
@@ -90,6 +90,25 @@ def gemm_peak(
     finally:
         if device == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = previous_tf32
+
+
+def cpu_peak(precision: str, seconds: float = 2.0) -> float:
+    """The CPU's dense peak for work in ``precision``: the faster of its GEMM in that precision and in fp32.
+
+    A CPU without native bf16/fp16 instructions (no AVX-512 BF16 or AMX, e.g. an AVX2-only EPYC) runs torch's bf16
+    GEMM through a reference path hundreds of times slower than its fp32 GEMM (measured here: 0.6 against ~170
+    GFLOP/s), while the trainer's bf16 convolutions compute in fp32 inside oneDNN at fp32 speed. The slow path would
+    make every honest run look faster than its node and its efficiency meaningless, so the bound is the fp32 GEMM
+    whenever the half-precision one is slower; a small timed matmul decides that before any long burst is spent on
+    the slow path.
+    """
+    fp32 = gemm_peak("fp32", "cpu", seconds=seconds)
+    if precision in ("fp32", "tf32"):
+        return fp32
+    small = gemm_peak(precision, "cpu", size=256, seconds=0.05)
+    if small < 0.5 * gemm_peak("fp32", "cpu", size=256, seconds=0.05):
+        return fp32
+    return max(fp32, gemm_peak(precision, "cpu", seconds=seconds))
 
 
 def nvml_snapshot() -> list[dict[str, Any]] | None:
@@ -170,7 +189,7 @@ def probe_node(
         name = torch.cuda.get_device_name(0)
     else:
         count = 1
-        per = (gemm_peak(precision, "cpu", seconds=seconds),)
+        per = (cpu_peak(precision, seconds),)
         name = cpu_name()
     from aiperf.specs import check_probe
 

@@ -29,6 +29,7 @@ from aiperf.train import (
     resolve_precision,
     train_trial,
 )
+from aiperf.train._trainer import cpu_has_native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 HPARAMS = {"learning_rate": 0.05, "batch_size": 64, "label_smoothing": 0.1, "warmup_epochs": 1}
@@ -80,19 +81,20 @@ def test_digits_resnet_reaches_90_percent_with_exact_counts(digits, tiny_resnet)
     assert (result.status, result.reason, result.stopped_early) == ("finished", None, False)
     assert result.best_top1 is not None and result.best_top1 >= 0.90
     assert wall < 60.0, f"the issue's budget is 60 s on 2 cores; this took {wall:.1f} s on one thread"
-    assert result.precision == "bf16"
+    ran = "bf16" if cpu_has_native_bf16() else "fp32"  # bf16 is emulated on CPUs without AVX-512 BF16 or AMX
+    assert result.precision == ran
     check_events(sink, "w000-1")
     start_event = sink.of_type("trial_start")[0]
     assert start_event["train_flops_per_image"] == training_flops(tiny_resnet)
     assert start_event["eval_flops_per_image"] == forward_flops(tiny_resnet)
     assert start_event["params"] == num_params(tiny_resnet)
     assert start_event["trained_hash"] == tiny_resnet.content_hash()
-    assert (start_event["precision"], start_event["world_size"], start_event["device"]) == ("bf16", 1, "cpu")
+    assert (start_event["precision"], start_event["world_size"], start_event["device"]) == (ran, 1, "cpu")
     epochs = sink.of_type("epoch")
     assert [e["epoch"] for e in epochs] == list(range(1, 9))
     for event, stats in zip(epochs, result.epochs, strict=True):
         assert (event["train_images"], event["eval_images"]) == (1437, 360)
-        assert event["top1"] == stats.top1 and event["precision"] == "bf16"
+        assert event["top1"] == stats.top1 and event["precision"] == ran
         assert event["t_start"] < event["t_end"] and event["images_per_s"] > 0
         assert math.isfinite(event["train_loss"]) and math.isfinite(event["eval_loss"])
     assert epochs[-1]["lr"] < 0.01 < epochs[0]["lr"], "cosine decay towards 0 over the budget"
@@ -196,8 +198,20 @@ def test_recorded_precision_is_what_ran(digits, tiny_resnet, requested):
     assert result.precision == start["precision"] == epoch["precision"] == expected.name
     if requested == "tf32":  # no TF32 on a CPU
         assert expected.name == "fp32" and "no TF32 on cpu" in start["precision_note"]
-    if requested == "fp16":  # emulated on CPUs: bf16 runs instead, and says why
-        assert expected.name == "bf16" and not expected.scaler and "emulated" in start["precision_note"]
+    if requested == "fp16":  # emulated on CPUs: bf16 runs instead (fp32 where bf16 is emulated too), and says why
+        assert expected.name == ("bf16" if cpu_has_native_bf16() else "fp32") and not expected.scaler
+        assert "emulated" in start["precision_note"]
+
+
+def test_bf16_runs_as_fp32_on_a_cpu_that_would_emulate_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aiperf.train._trainer as trainer
+
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    for requested in ("bf16", "fp16"):
+        ran = resolve_precision(requested, torch.device("cpu"))
+        assert ran.name == "fp32" and ran.autocast is None and "emulated" in (ran.note or "")
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
+    assert resolve_precision("bf16", torch.device("cpu")).name == "bf16"
 
 
 def test_spec_and_dataset_mismatches_are_refused(digits):
