@@ -333,6 +333,7 @@ class Probe(Event):
     device: str | None = None
     device_name: str | None = None
     devices: int | None = None
+    spread: float | None = None  # (max - min) / median of the reading's timed bursts (records of 0.9 on)
 
 
 _CLASSES: dict[str, type[Event]] = {

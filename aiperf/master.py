@@ -157,7 +157,9 @@ class Master:
         for probe in probes:
             self.journal.emit({**probe, "phase": "before"})
             peak = probe["peak_flops"] / 1e9
-            self.say(f"  {probe['node']}: {probe['device_name']} x{probe['devices']}: {peak:,.1f} GFLOP/s")
+            spread = probe.get("spread")
+            spread_note = f" (bursts spread {spread:.0%})" if isinstance(spread, int | float) else ""
+            self.say(f"  {probe['node']}: {probe['device_name']} x{probe['devices']}: {peak:,.1f} GFLOP/s{spread_note}")
         # The quick dataset check overlaps the workers' start-up; what it finds makes the run invalid (score.validity).
         dataset_check = DatasetCheck.start(self.config.dataset)
         self._launch_all()

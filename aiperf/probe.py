@@ -15,12 +15,26 @@ import platform
 import socket
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aiperf.errors import AiperfError
 
-__all__ = ["ProbeResult", "cpu_name", "cpu_peak", "gemm_peak", "nvml_snapshot", "probe_node", "resolve_device"]
+__all__ = [
+    "ProbeResult",
+    "burst_spread",
+    "cpu_bursts",
+    "cpu_name",
+    "cpu_peak",
+    "gemm_bursts",
+    "gemm_peak",
+    "nvml_snapshot",
+    "probe_node",
+    "resolve_device",
+]
+
+BURSTS = 5  # timed bursts per reading; the reading is their median and their spread is recorded beside it
 
 _DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "tf32": "float32"}
 
@@ -52,6 +66,20 @@ def gemm_peak(
 ) -> float:
     """Sustained FLOP/s of ``size x size`` matmuls in ``precision`` on one device (2 n^3 FLOPs per matmul): the
     median of five timed bursts, so one burst caught by a clock boost or a neighbour's pause does not set the peak."""
+    return statistics.median(gemm_bursts(precision, device, size, seconds, device_index))
+
+
+def burst_spread(rates: Sequence[float]) -> float:
+    """``(max - min) / median`` of one reading's bursts: a few percent on a quiet device; far more says the probe
+    shared its device with other work (or a clock changed), and the peak that rests on it is doubtful."""
+    middle = statistics.median(rates) if rates else 0.0
+    return (max(rates) - min(rates)) / middle if middle > 0 else 0.0
+
+
+def gemm_bursts(
+    precision: str, device: str = "cpu", size: int | None = None, seconds: float = 0.5, device_index: int = 0
+) -> list[float]:
+    """The FLOP/s of each of :data:`BURSTS` timed bursts of ``size x size`` matmuls (``seconds`` in all)."""
     import torch
 
     if precision not in _DTYPES:
@@ -73,7 +101,7 @@ def gemm_peak(
         torch.matmul(a, b)  # warm-up: library initialisation and clocks
         sync()
         rates: list[float] = []
-        bursts = 5
+        bursts = BURSTS
         for _ in range(bursts):
             reps = 0
             start = time.perf_counter()
@@ -86,14 +114,20 @@ def gemm_peak(
                         break
             elapsed = time.perf_counter() - start
             rates.append(2.0 * n**3 * reps / elapsed)
-        return statistics.median(rates)
+        return rates
     finally:
         if device == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = previous_tf32
 
 
 def cpu_peak(precision: str, seconds: float = 2.0) -> float:
-    """The CPU's dense peak for work in ``precision``: the faster of its GEMM in that precision and in fp32.
+    """The CPU's dense peak for work in ``precision``: the median of :func:`cpu_bursts`."""
+    return statistics.median(cpu_bursts(precision, seconds))
+
+
+def cpu_bursts(precision: str, seconds: float = 2.0) -> list[float]:
+    """The bursts of the CPU's dense peak for work in ``precision``: those of the faster of its GEMM in that
+    precision and in fp32.
 
     A CPU without native bf16/fp16 instructions (no AVX-512 BF16 or AMX, e.g. an AVX2-only EPYC) runs torch's bf16
     GEMM through a reference path hundreds of times slower than its fp32 GEMM (measured here: 0.6 against ~170
@@ -102,13 +136,14 @@ def cpu_peak(precision: str, seconds: float = 2.0) -> float:
     whenever the half-precision one is slower; a small timed matmul decides that before any long burst is spent on
     the slow path.
     """
-    fp32 = gemm_peak("fp32", "cpu", seconds=seconds)
+    fp32 = gemm_bursts("fp32", "cpu", seconds=seconds)
     if precision in ("fp32", "tf32"):
         return fp32
     small = gemm_peak(precision, "cpu", size=256, seconds=0.05)
     if small < 0.5 * gemm_peak("fp32", "cpu", size=256, seconds=0.05):
         return fp32
-    return max(fp32, gemm_peak(precision, "cpu", seconds=seconds))
+    half = gemm_bursts(precision, "cpu", seconds=seconds)
+    return max(fp32, half, key=statistics.median)
 
 
 def nvml_snapshot() -> list[dict[str, Any]] | None:
@@ -168,9 +203,16 @@ class ProbeResult:
     spec_source: str | None = None
     above_spec: bool = False  # the reading exceeds the spec beyond aiperf.specs.SPEC_TOLERANCE: implausible
     spec_note: str | None = None
+    burst_flops: tuple[tuple[float, ...], ...] = ()  # each device's timed bursts, FLOP/s
+    spread: float | None = None  # the widest device's (max - min) / median of its bursts; None: not recorded
 
     def to_event(self) -> dict[str, Any]:
-        return {"type": "probe", **asdict(self), "per_device_flops": list(self.per_device_flops)}
+        return {
+            "type": "probe",
+            **asdict(self),
+            "per_device_flops": list(self.per_device_flops),
+            "burst_flops": [list(b) for b in self.burst_flops],
+        }
 
 
 def probe_node(
@@ -185,12 +227,13 @@ def probe_node(
         torch.set_num_threads(threads)
     if dev == "cuda":
         count = torch.cuda.device_count()
-        per = tuple(gemm_peak(precision, "cuda", seconds=seconds, device_index=i) for i in range(count))
+        bursts = [gemm_bursts(precision, "cuda", seconds=seconds, device_index=i) for i in range(count)]
         name = torch.cuda.get_device_name(0)
     else:
         count = 1
-        per = (cpu_peak(precision, seconds),)
+        bursts = [cpu_bursts(precision, seconds)]
         name = cpu_name()
+    per = tuple(statistics.median(b) for b in bursts)
     from aiperf.specs import check_probe
 
     spec = check_probe(name, precision, count, sum(per))
@@ -212,4 +255,6 @@ def probe_node(
         spec_source=spec.source,
         above_spec=spec.above_spec,
         spec_note=spec.note,
+        burst_flops=tuple(tuple(b) for b in bursts),
+        spread=max(burst_spread(b) for b in bursts) if bursts else None,
     )

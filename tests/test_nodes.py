@@ -15,7 +15,7 @@ from aiperf.errors import LaunchError
 from aiperf.events import CONTROL_TYPES, EventError, decode
 from aiperf.launch._health import node_health_argv, parse_node_health
 from aiperf.report import analyze, write_report
-from aiperf.report._nodes import PROBE_OUTLIER_FACTOR, node_history
+from aiperf.report._nodes import PROBE_OUTLIER_FACTOR, PROBE_SPREAD_LIMIT, node_history, nodes_to_json
 from aiperf.verify import verify_experiment
 
 T0 = 1_000.0
@@ -140,3 +140,34 @@ def test_verify_holds_the_nodes_block_to_the_journals(tmp_path: Path) -> None:
     report = verify_experiment(experiment.paths.root)
     assert not report.ok
     assert any("nodes.timeline[1].seconds" in p for p in report.problems), report.problems
+
+
+def test_a_probe_whose_own_bursts_spread_too_far_is_flagged_and_the_spread_reaches_result_json() -> None:
+    # n1's five bursts were disturbed (a neighbour's job took the cores during two of them); n2's were steady.
+    records = _records()
+    records[0]["spread"] = 0.61
+    records[1]["spread"] = 0.04
+    history = node_history(records, _peaks(records), T0, T0 + 100)
+    by_node = {n.node: n for n in history.nodes}
+    assert by_node["n1"].flag is not None and "spread 61%" in by_node["n1"].flag
+    assert by_node["n2"].flag is None
+    assert history.flags == [f"n1: {by_node['n1'].flag}"]
+    block = nodes_to_json(history, T0)
+    assert [n["probe_spread"] for n in block["timeline"]] == [0.61, 0.04]
+    assert block["probe_spread_limit"] == PROBE_SPREAD_LIMIT
+    # The spread that counts is the one of the reading that set the node's peak (the best one).
+    records.append({"type": "probe", "node": "n1", "peak_flops": 0.5e11, "spread": 0.02, "time": T0 + 101})
+    assert node_history(records, _peaks(records[:2]), T0, T0 + 100).nodes[0].spread == 0.61
+
+
+def test_the_probe_records_its_bursts_and_their_spread() -> None:
+    from aiperf.probe import BURSTS, burst_spread, probe_node
+
+    event = probe_node("fp32", "cpu", node="n0", seconds=0.1, threads=1).to_event()
+    (bursts,) = event["burst_flops"]
+    assert len(bursts) == BURSTS and all(rate > 0 for rate in bursts)
+    assert event["peak_flops"] == pytest.approx(sorted(bursts)[BURSTS // 2])
+    assert event["spread"] == pytest.approx((max(bursts) - min(bursts)) / event["peak_flops"])
+    assert decode({**event, "seq": 0, "worker": "master", "time": T0}).spread == event["spread"]  # type: ignore[attr-defined]
+    json.dumps(event)  # a journal record
+    assert burst_spread([1.0, 1.0, 1.0]) == 0.0 and burst_spread([]) == 0.0

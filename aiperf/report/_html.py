@@ -410,7 +410,10 @@ def _nodes(result: Result) -> str:
         (
             _e(n.node),
             _e(n.state),
-            _e(format_rate(n.peak_flops) if n.peak_flops else "n/a"),
+            _e(
+                (format_rate(n.peak_flops) if n.peak_flops else "n/a")
+                + (f" (bursts spread {n.spread:.0%})" if n.spread is not None else "")
+            ),
             f"{n.seconds:,.0f} s",
             _e(", ".join(f"{a - result.t0:,.0f}-{b - result.t0:,.0f} s" for a, b in n.spans)),
             _e(", ".join(n.workers)),

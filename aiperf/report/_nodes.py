@@ -8,7 +8,9 @@ exclusion (or the window's end), and the denominator is the time-weighted sum of
 
 A node whose probe reads more than :data:`PROBE_OUTLIER_FACTOR` from the median of the nodes of the same model is
 flagged: identical nodes differ by a few percent, so a reading far off says the probe was disturbed (a loaded node,
-a throttled device), and the efficiency that rests on it is doubtful.
+a throttled device), and the efficiency that rests on it is doubtful. So is a reading whose own timed bursts spread
+more than :data:`PROBE_SPREAD_LIMIT` (``(max - min) / median``): the probe records that spread, and on a quiet
+device it is a few percent.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PROBE_OUTLIER_FACTOR", "NodeHistory", "NodeTimeline", "node_history", "nodes_to_json"]
+__all__ = ["PROBE_OUTLIER_FACTOR", "PROBE_SPREAD_LIMIT", "NodeHistory", "NodeTimeline", "node_history", "nodes_to_json"]
 
 PROBE_OUTLIER_FACTOR = 1.5
+PROBE_SPREAD_LIMIT = 0.25
 _LEAVES = ("node_lost", "node_excluded")
 
 
@@ -36,6 +39,7 @@ class NodeTimeline:
     workers: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     flag: str | None = None
+    spread: float | None = None  # the spread of the bursts of the reading that set the peak; None: not recorded
 
     @property
     def seconds(self) -> float:
@@ -96,11 +100,16 @@ def node_history(
     ordered = list(records)
     nodes: dict[str, NodeTimeline] = {}
     names: dict[str, str | None] = {}
+    spreads: dict[str, float] = {}
     for r in ordered:
         if r.get("type") == "probe":
-            names.setdefault(str(r.get("node")), r.get("device_name"))
+            node = str(r.get("node"))
+            names.setdefault(node, r.get("device_name"))
+            spread = r.get("spread")
+            if isinstance(spread, int | float) and r.get("peak_flops") == peaks.get(node):
+                spreads[node] = float(spread)
     for name in peaks:
-        nodes[name] = NodeTimeline(name, peaks[name], names.get(name))
+        nodes[name] = NodeTimeline(name, peaks[name], names.get(name), spread=spreads.get(name))
     for r in ordered:
         if r.get("type") == "launch":
             node = str(r.get("node"))
@@ -131,13 +140,20 @@ def node_history(
     for node, start in opened.items():
         if start is not None:
             nodes[node].spans.append((start, max(start, t_end)))
-    _flag_outliers(nodes.values())
+    _flag_outliers(list(nodes.values()))
     return NodeHistory(sorted(nodes.values(), key=lambda n: n.node), max(0.0, t_end - t0))
 
 
-def _flag_outliers(nodes: Iterable[NodeTimeline]) -> None:
+def _flag_outliers(nodes: list[NodeTimeline]) -> None:
+    """Flag a node whose reading's own bursts spread too far, or whose reading is far off its model's median."""
     by_model: dict[str, list[NodeTimeline]] = {}
+    flags: dict[str, list[str]] = {}
     for n in nodes:
+        if n.spread is not None and n.spread > PROBE_SPREAD_LIMIT:
+            flags.setdefault(n.node, []).append(
+                f"probe's bursts spread {n.spread:.0%} of their median (more than {PROBE_SPREAD_LIMIT:.0%}): "
+                "the node was busy or its clock changed while it was probed"
+            )
         if n.peak_flops:
             by_model.setdefault(n.device_name or "?", []).append(n)
     for model, group in by_model.items():
@@ -147,10 +163,12 @@ def _flag_outliers(nodes: Iterable[NodeTimeline]) -> None:
         for n in group:
             ratio = (n.peak_flops or 0.0) / median if median > 0 else 1.0
             if ratio > PROBE_OUTLIER_FACTOR or ratio < 1 / PROBE_OUTLIER_FACTOR:
-                n.flag = (
+                flags.setdefault(n.node, []).append(
                     f"probe {(n.peak_flops or 0) / 1e9:,.1f} GFLOP/s is {ratio:.2f}x the median "
                     f"{median / 1e9:,.1f} of the {len(group)} {model} nodes (more than {PROBE_OUTLIER_FACTOR:g}x off)"
                 )
+    for n in nodes:
+        n.flag = "; ".join(flags[n.node]) if n.node in flags else None
 
 
 def nodes_to_json(history: NodeHistory, t0: float) -> dict[str, Any]:
@@ -162,12 +180,14 @@ def nodes_to_json(history: NodeHistory, t0: float) -> dict[str, Any]:
         "billed_peak_flops": history.billed_peak_flops,
         "lost": history.lost,
         "probe_outlier_factor": PROBE_OUTLIER_FACTOR,
+        "probe_spread_limit": PROBE_SPREAD_LIMIT,
         "flags": history.flags,
         "timeline": [
             {
                 "node": n.node,
                 "state": n.state,
                 "peak_flops": n.peak_flops,
+                "probe_spread": n.spread,
                 "seconds": n.seconds,
                 "spans": [[start - t0, end - t0] for start, end in n.spans],
                 "workers": list(n.workers),
