@@ -255,12 +255,14 @@ SCHEMA: dict[str, Any] = {
             "billed_peak_flops": NUM,
             "lost": INT,
             "probe_outlier_factor": NUM,
+            "probe_spread_limit": NUM,
             "flags": [STR],
             "timeline": [
                 {
                     "node": STR,
                     "state": OneOf("ran", "lost", "excluded", "rejoined"),
                     "peak_flops": Opt(NUM),
+                    "probe_spread": Opt(NUM),
                     "seconds": NUM,
                     "spans": [[NUM]],
                     "workers": [STR],
