@@ -12,7 +12,7 @@ import pytest
 
 from aiperf import _proc
 from aiperf.errors import LaunchError
-from aiperf.launch import parse_sinfo, sinfo_argv
+from aiperf.launch._slurm import parse_sinfo, sinfo_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_SCRIPT = ROOT / "slurm" / "local-cluster.sh"
