@@ -108,11 +108,12 @@ def check_identical(folder: Path, events: Sequence[Mapping[str, Any]]) -> bool:
 def trial_template(dataset: str = "synthetic", trials: int = 40, seed: int = 7) -> list[list[dict[str, Any]]]:
     """Payloads of ``trials`` trials as a real worker writes them (proposal, trial_start, epochs, trial_end).
 
-    Architectures and curves come from :func:`aiperf.search.simulate.synthetic_events` (real graphs grown by the
+    Architectures and curves come from :func:`sim_search.synthetic_events` (real graphs grown by the
     morph operators); the other fields are those the worker and trainer write, with plausible values.
     """
+    from sim_search import synthetic_events
+
     from aiperf.search import load_dataset_spec
-    from aiperf.search.simulate import synthetic_events
 
     spec = load_dataset_spec(dataset)
     out: list[list[dict[str, Any]]] = []

@@ -4,7 +4,7 @@ asynchronous search, in a simulated cluster that uses the real searcher.
 Usage:  python bench/bench_logical_cost.py [--workers 2] [--steps 16] [--seeds 4] [--lags 0 1 2] [--jitter 0.05]
 
 Every worker runs the real :class:`aiperf.search.Searcher` (its own index, the shared seed). Training is simulated:
-a trial's reward is :func:`aiperf.search.simulate.surrogate_reward` of its graph (noise seeded by the trial id, so
+a trial's reward is :func:`sim_search.surrogate_reward` of its graph (noise seeded by the trial id, so
 the same trial gets the same reward in every arm, as seeded training does), and its duration is its epoch budget x
 the trained graph's training FLOPs per image x a per-trial jitter (log-normal, ``--jitter``: the hardware's
 run-to-run noise). Records reach the other workers when they are written.
@@ -32,9 +32,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sim_search import surrogate_reward
+
 from aiperf.flops import training_flops
 from aiperf.search import History, LogicalHistory, Searcher, load_dataset_spec
-from aiperf.search.simulate import surrogate_reward
 
 SECONDS_PER_FLOP = 1e-7  # simulated seconds per (training FLOP per image x epoch): a 10 MFLOPs net's epoch is ~1 s
 

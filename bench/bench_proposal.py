@@ -33,8 +33,9 @@ import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from typing import Any  # noqa: E402
 
+from sim_search import surrogate_reward, synthetic_events  # noqa: E402
+
 from aiperf.search import History, Searcher, load_dataset_spec  # noqa: E402
-from aiperf.search.simulate import surrogate_reward, synthetic_events  # noqa: E402
 
 
 def _pin_torch() -> None:

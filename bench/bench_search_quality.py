@@ -2,7 +2,7 @@
 
 Usage:  python bench/bench_search_quality.py [--seeds 20] [--proposals 50] [--jobs 2]
 
-The objective is :func:`aiperf.search.simulate.surrogate_reward`, a known function of depth, width and skip
+The objective is :func:`sim_search.surrogate_reward`, a known function of depth, width and skip
 connections plus Gaussian noise (sd 0.01), evaluated on real graphs. The three searches start from the digits seeds:
 
 * BO: the real :class:`aiperf.search.Searcher` (GP over the edit-distance kernel, UCB, annealing over morphs);
@@ -25,8 +25,9 @@ import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 
+from sim_search import random_morph_search, searcher_search
+
 from aiperf.search import SearchConfig, load_dataset_spec
-from aiperf.search.simulate import random_morph_search, searcher_search
 
 ARMS = ("BO", "control", "random")
 

@@ -1,9 +1,11 @@
-"""Shared fixtures: the local SLURM cluster (slurm/local-cluster.sh) for tests marked ``slurm``."""
+"""Shared fixtures: the local SLURM cluster (slurm/local-cluster.sh) for tests marked ``slurm``; and bench/ on the
+import path, for the simulated searches (bench/sim_search.py) that the search tests share with the benchmarks."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +14,15 @@ import pytest
 
 from aiperf import _proc
 from aiperf.errors import LaunchError
-from aiperf.launch import parse_sinfo, sinfo_argv
+from aiperf.launch._slurm import parse_sinfo, sinfo_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_SCRIPT = ROOT / "slurm" / "local-cluster.sh"
+
+# The benches import each other by file name (python bench/x.py puts bench/ first on the path); the tests that use
+# their helpers do the same. Appended, so nothing in bench/ can shadow a module of the tests or of aiperf.
+if str(ROOT / "bench") not in sys.path:
+    sys.path.append(str(ROOT / "bench"))
 
 
 @dataclass(frozen=True)

@@ -385,8 +385,9 @@ def test_search_quality_runs_three_arms_and_reports_each_seeds_winner() -> None:
 
 
 def test_the_control_arm_picks_at_random_among_morphs_of_the_best_parents() -> None:
+    from sim_search import synthetic_events
+
     from aiperf.search import History, SearchConfig, Searcher, load_dataset_spec
-    from aiperf.search.simulate import synthetic_events
 
     spec = load_dataset_spec("digits")
     h = History.from_events(synthetic_events(spec, finished=12, seed=3))

@@ -1,6 +1,7 @@
 """The SLURM text and parsers against a real SLURM: two compute nodes on this machine (slurm/local-cluster.sh).
 
-Every command goes through aiperf._proc with argv built by aiperf.launch; every answer is read by its parsers.
+Every command goes through aiperf._proc with argv built by aiperf.launch._slurm; every answer is read by its parsers.
+The batch scripts are written here: aiperf itself submits none (slurm/aiperf.sbatch is a file of the repository).
 """
 
 from __future__ import annotations
@@ -18,15 +19,12 @@ import pytest
 from conftest import CLUSTER_SCRIPT, ROOT, LocalCluster
 
 from aiperf import _proc
-from aiperf.launch import (
+from aiperf.launch import Allocation
+from aiperf.launch._slurm import (
     AcctRecord,
-    Allocation,
     parse_sacct,
-    parse_sbatch_jobid,
     parse_squeue,
     sacct_argv,
-    sbatch_argv,
-    sbatch_script,
     scancel_argv,
     squeue_argv,
     srun_argv,
@@ -35,11 +33,14 @@ from aiperf.launch import (
 pytestmark = pytest.mark.slurm
 
 
-def _submit(directory: Path, options: Mapping[str, str | int | None], body: list[str]) -> str:
+def _submit(directory: Path, options: Mapping[str, str | int], body: list[str]) -> str:
+    """Write a batch script, one ``#SBATCH --name=value`` line per option with the value shell-quoted (sbatch's
+    header parser honours the quotes), and submit it; its job id."""
+    header = [f"#SBATCH --{name}={shlex.quote(str(value))}" for name, value in options.items()]
     script = directory / "job.sh"
-    script.write_text(sbatch_script(options, body))
-    out = _proc.run(sbatch_argv(script, {"chdir": str(directory)}), timeout=30).stdout
-    return parse_sbatch_jobid(out)
+    script.write_text("\n".join(["#!/bin/bash", *header, "", *body]) + "\n")
+    out = _proc.run(["sbatch", "--parsable", f"--chdir={directory}", str(script)], timeout=30).stdout
+    return out.strip().split(";")[0]  # --parsable: JOBID[;CLUSTER]
 
 
 def _acct(job_id: str) -> dict[str, AcctRecord]:

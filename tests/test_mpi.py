@@ -1,6 +1,7 @@
 """The MPI launcher and MPI rank discovery: pure functions on tables, then real Open MPI with 2 CPU ranks (rank
 discovery, a DDP trial with identical models on both ranks, Horovod's MPI controller, the stop and kill signals,
-host probing) and a short ``aiperf run --launcher mpi --hosts localhost`` experiment with a valid digits report.
+host probing) and short ``aiperf run --launcher mpi --hosts localhost`` experiments with a valid digits report,
+one of them with a second host that ssh cannot reach.
 
 Needs Open MPI's ``mpirun`` and mpi4py (``apt-get install openmpi-bin libopenmpi-dev``, ``pip install -e '.[mpi]'``);
 the tests that need them skip with the reason when they are missing, and fail instead with
@@ -38,6 +39,7 @@ from aiperf.launch._mpi import (
     plan_layout,
 )
 from aiperf.train import rank_environment
+from aiperf.verify import verify_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = os.environ.get("AIPERF_REQUIRE_SERVICES") == "1"
@@ -329,6 +331,23 @@ def test_probing_excludes_a_host_that_cannot_be_reached(mpirun):
 
 
 @pytest.mark.mpi
+def test_a_host_whose_probe_failed_is_never_reported_so_never_lost_nor_let_back_in(mpirun):
+    """It never took part: reporting it would record a node the run never had as lost, and a later good answer
+    would let workers onto a host with no measured peak."""
+    launcher = MpiLauncher(hosts=["localhost", "no-such-host.invalid"])
+    try:
+        launcher.probe("fp32", "cpu")
+        assert set(launcher.probe_failures) == {"no-such-host.invalid"}
+        answers = []
+        for _ in range(30):  # the ssh check of a name that does not resolve answers within a few polls
+            answers.append(launcher.node_health(time.time()))
+            time.sleep(0.1)
+        assert answers == [None] * 30  # only this machine is left, watched by the heartbeats alone
+    finally:
+        launcher.close()
+
+
+@pytest.mark.mpi
 def test_launcher_refuses_without_hosts_or_mpirun(mpirun):
     with pytest.raises(LaunchError, match="launcher 'mpi' needs hosts"):
         MpiLauncher(environ={"PATH": os.environ["PATH"]})
@@ -365,6 +384,54 @@ def test_aiperf_run_with_the_mpi_launcher_is_valid(mpirun, tmp_path):
         # SIGTERM (forwarded by mpirun as SIGUSR1 and turned back into SIGTERM) reached it first.
         clean = ("received SIGTERM", "the benchmark window closed", "the master asked workers to stop")
         assert stop and stop[-1]["reason"] in clean, stop
+
+
+# mpirun's launch agent (OMPI_MCA_plm_rsh_agent) is called as ``AGENT [OPTIONS] HOST COMMAND...``: this one runs
+# Open MPI's daemon for HOST on this machine, so mpirun can place a worker on a host that ssh cannot reach.
+_LOCAL_AGENT = """#!/bin/sh
+while [ "${1#-}" != "$1" ]; do shift; done
+shift
+exec /bin/sh -c "$*"
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+@pytest.mark.fault
+def test_a_host_ssh_cannot_reach_is_lost_its_worker_moves_and_the_run_stays_valid(mpirun, tmp_path):
+    """A host drops off the network while its worker runs: mpirun still reaches it (through a launch agent that
+    runs the daemon here, standing in for the connection it opened when the run began), but ssh cannot even
+    resolve its name, as it cannot reach a host that is gone. The reachability check reports it with ssh's own
+    words; the master records it lost and excluded, moves its worker to the other host and never relaunches one
+    there, the run ends with a valid report, and verify accepts the experiment."""
+    if shutil.which("ssh") is None:
+        pytest.skip("no ssh client (apt-get install openssh-client): the reachability check needs one")
+    bad = "lost-host.invalid"
+    agent = tmp_path / "local-agent"
+    agent.write_text(_LOCAL_AGENT)
+    agent.chmod(0o755)
+    experiment = tmp_path / "exp"
+    argv = [sys.executable, "-m", "aiperf", "run", "--launcher", "mpi", "--hosts", f"localhost,{bad}",
+            "--workers", "2", "--duration", "62s", "--experiment-dir", str(experiment)]  # fmt: skip
+    env = {**clean_env(), "OMPI_MCA_plm_rsh_agent": str(agent)}
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "VALID under the digits rules" in done.stdout, done.stdout[-3000:]
+    master = [json.loads(line) for line in (experiment / "journals" / "master.jsonl").read_text().splitlines()]
+    assert [p["node"] for p in master if p["type"] == "probe" and p["phase"] == "before"] == ["localhost", bad]
+    lost = [r for r in master if r["type"] == "node_lost"]
+    assert [r["node"] for r in lost] == [bad], lost
+    assert bad in lost[0]["scheduler"], lost  # ssh's words: "Could not resolve hostname lost-host.invalid ..."
+    assert [r["node"] for r in master if r["type"] == "node_excluded"] == [bad]
+    moved = [r for r in master if r["type"] == "worker_moved"]
+    assert [(r["moved"], r["from_node"], r["to_node"]) for r in moved] == [("w001", bad, "localhost")]
+    after = master[master.index(lost[0]) :]
+    launches = [r for r in after if r["type"] == "launch"]
+    assert launches and all(r["node"] == "localhost" for r in launches), launches
+    w001 = [json.loads(line) for line in (experiment / "journals" / "w001.jsonl").read_text().splitlines()]
+    assert [r["node"] for r in w001 if r["type"] == "worker_start"][-1] == "localhost"
+    report = verify_experiment(experiment)
+    assert report.problems == (), report.problems
 
 
 @pytest.mark.mpi

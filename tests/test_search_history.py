@@ -8,12 +8,12 @@ import random
 from typing import Any
 
 import pytest
+from sim_search import synthetic_events
 
 from aiperf.arch import json_content_hash, seed
 from aiperf.errors import ArchError
 from aiperf.events import ListSink
 from aiperf.search import History, TrialState, load_dataset_spec, trial_reward
-from aiperf.search.simulate import synthetic_events
 
 GRAPH = seed("resnet-tiny", (1, 8, 8), 10, 16)
 ARCH = GRAPH.canonical().to_json()

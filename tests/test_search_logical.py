@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from sim_search import surrogate_reward
 
 from aiperf.config import load_config
 from aiperf.errors import ConfigError
 from aiperf.search import LogicalHistory, Searcher, load_dataset_spec, split_trial_id
-from aiperf.search.simulate import surrogate_reward
 
 DIGITS = load_dataset_spec("digits")
 

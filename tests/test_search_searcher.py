@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sim_search import random_morph_search, searcher_search, surrogate_reward, synthetic_events
 
 from aiperf.arch import ArchLimits, from_nni_json, seed, to_nni_json
 from aiperf.errors import ConfigError, HistoryError
 from aiperf.search import History, Proposal, Searcher, load_dataset_spec, parse_dataset_spec, worker_index
-from aiperf.search.simulate import random_morph_search, searcher_search, surrogate_reward, synthetic_events
 
 DIGITS = load_dataset_spec("digits")
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 
+from sim_search import synthetic_events
+
 from aiperf.search import History, load_dataset_spec, parse_dataset_spec
 from aiperf.search._tpe import HyperparameterSearch
-from aiperf.search.simulate import synthetic_events
 
 
 def _history_with_hparams(n: int, seed: int, running: int = 0) -> History:

@@ -26,20 +26,17 @@ from conftest import ROOT, LocalCluster
 
 from aiperf import _proc
 from aiperf.history import read_journal, verify_chain
-from aiperf.launch import (
+from aiperf.launch._slurm import (
     AcctRecord,
     parse_sacct,
-    parse_sbatch_jobid,
     parse_sinfo,
     parse_squeue,
-    parse_squeue_steps,
     sacct_argv,
-    sbatch_argv,
     scancel_argv,
     sinfo_argv,
     squeue_argv,
-    squeue_steps_argv,
 )
+from aiperf.launch._srun import parse_squeue_steps, squeue_steps_argv
 from aiperf.verify import verify_experiment
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -91,8 +88,9 @@ def _submit(folder: Path, duration: str, minutes: int, ranks: int = 1, precision
         "AIPERF_EXPERIMENT_DIR": str(experiment),
     }
     # The local nodes have no GPUs: the override the script's header documents for CPU-only sites.
-    argv = sbatch_argv(SBATCH, {"chdir": str(folder), "time": minutes, "gpus-per-node": 0})
-    return Job(parse_sbatch_jobid(_proc.run(argv, timeout=30, env=env).stdout), folder, experiment)
+    argv = ["sbatch", "--parsable", f"--chdir={folder}", f"--time={minutes}", "--gpus-per-node=0", str(SBATCH)]
+    job_id = _proc.run(argv, timeout=30, env=env).stdout.strip().split(";")[0]  # --parsable: JOBID[;CLUSTER]
+    return Job(job_id, folder, experiment)
 
 
 def _wait(what: str, probe: Callable[[], Any], timeout: float, job: Job | None = None) -> Any:

@@ -19,24 +19,24 @@ from aiperf import _proc
 from aiperf.config import load_config
 from aiperf.errors import ConfigError, LaunchError
 from aiperf.launch import (
-    MIN_REPORT_MARGIN_S,
-    SBATCH_OPTIONS,
-    AcctRecord,
     Allocation,
     Launcher,
     LocalLauncher,
     SlurmLauncher,
-    StepLayout,
     WorkerHandle,
     WorkerSpec,
     create_launcher,
-    exit_status,
+)
+from aiperf.launch._slurm import AcctRecord
+from aiperf.launch._srun import (
+    MIN_REPORT_MARGIN_S,
+    StepLayout,
     parse_squeue_steps,
+    probe_event,
     squeue_steps_argv,
     step_environment,
-    submitit_parameters,
 )
-from aiperf.launch._srun import probe_event
+from aiperf.launch._submitit import exit_status, submitit_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data" / "slurm"
@@ -369,6 +369,20 @@ def test_submitit_parameters_come_from_a_json_object() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ slurm/aiperf.sbatch
+# Long options of sbatch 22.05 that make sense in a script header (the script's own header is checked against them,
+# so a typo there fails here rather than in sbatch on a cluster).
+_SBATCH_WORDS = """account acctg-freq array begin chdir clusters comment constraint container contiguous core-spec
+    cores-per-socket cpu-freq cpus-per-gpu cpus-per-task deadline delay-boot dependency distribution error
+    exclude exclusive export export-file get-user-env gpu-bind gpu-freq gpus gpus-per-node gpus-per-socket
+    gpus-per-task gres gres-flags hint hold input job-name kill-on-invalid-dep licenses mail-type mail-user
+    mcs-label mem mem-bind mem-per-cpu mem-per-gpu mincpus network nice no-kill no-requeue nodefile nodelist
+    nodes ntasks ntasks-per-core ntasks-per-gpu ntasks-per-node ntasks-per-socket open-mode output overcommit
+    oversubscribe partition power priority profile propagate qos quiet reboot requeue reservation signal
+    sockets-per-node spread-job switches thread-spec threads-per-core time time-min tmp use-min-nodes verbose
+    wait wait-all-nodes wckey"""
+SBATCH_OPTIONS = frozenset(_SBATCH_WORDS.split())
+
+
 def _header(path: Path) -> dict[str, str]:
     options: dict[str, str] = {}
     for line in path.read_text().splitlines():

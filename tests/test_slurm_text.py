@@ -1,6 +1,6 @@
-"""SLURM text by pure functions: built scripts and command lines against hand-checked reference files in
-tests/data/slurm/, and the parsers on saved outputs (some captured from the local cluster, some written to cover a
-larger GPU cluster's states)."""
+"""SLURM text by pure functions: built command lines against hand-checked reference files in tests/data/slurm/,
+and the parsers on saved outputs (some captured from the local cluster, some written to cover a larger GPU
+cluster's states)."""
 
 from __future__ import annotations
 
@@ -12,20 +12,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aiperf import _proc
 from aiperf.errors import ConfigError, LaunchError
-from aiperf.launch import (
-    Allocation,
+from aiperf.launch import Allocation
+from aiperf.launch._slurm import (
     compress_nodelist,
     expand_nodelist,
+    node_state,
     parse_duration,
     parse_sacct,
-    parse_sbatch_jobid,
     parse_sinfo,
     parse_squeue,
     sacct_argv,
-    sbatch_argv,
-    sbatch_script,
     scancel_argv,
     sinfo_argv,
     squeue_argv,
@@ -89,49 +86,9 @@ def test_srun_argv_elements_are_raw_values_for_execve() -> None:
     assert shlex.split(shlex.join(WORKER_SRUN)) == WORKER_SRUN
 
 
-def test_sbatch_script_matches_reference() -> None:
-    script = sbatch_script(
-        {
-            "job-name": "aiperf digits",
-            "nodes": 2,
-            "ntasks_per_node": 1,
-            "gpus-per-node": 4,
-            "cpus-per-task": 8,
-            "time": "01:10:00",
-            "output": Path("/shared/exp dir/slurm-%j.out"),
-            "signal": "B:USR1@120",
-            "exclusive": None,
-            "requeue": False,
-            "export": "ALL,AIPERF_CONFIG=/shared/it's.toml",
-        },
-        ["set -euo pipefail", shlex.join(WORKER_SRUN)],
-    )
-    assert script == _ref("sbatch_script_worker.sh")
-
-
-def test_sbatch_script_header_survives_a_real_shell(tmp_path: Path) -> None:
-    # bash reads the header as comments and runs the body: the srun line must split back into the same argv.
-    script = sbatch_script({"job_name": "x y"}, ["printf '%s\\n' " + shlex.join(WORKER_SRUN)])
-    path = tmp_path / "job.sh"
-    path.write_text(script)
-    out = _proc.run(["bash", str(path)], timeout=10).stdout
-    assert out.splitlines() == WORKER_SRUN
-
-
-def test_sbatch_argv_matches_reference() -> None:
-    argv = sbatch_argv(
-        Path("/shared/exp dir/aiperf.sbatch"),
-        {"time": "2:00:00", "nodes": 4, "partition": "gpu", "chdir": "/shared/exp dir"},
-    )
-    assert shlex.join(argv) + "\n" == _ref("sbatch_argv.txt")
-    assert argv[-1] == "/shared/exp dir/aiperf.sbatch"
-
-
 def test_unknown_options_raise_config_error_listing_the_valid_ones() -> None:
-    with pytest.raises(ConfigError, match=r"unknown sbatch option 'nodez'; valid options: account, .*nodes,"):
-        sbatch_script({"nodez": 2}, [])
-    with pytest.raises(ConfigError, match=r"unknown sbatch option"):
-        sbatch_argv("job.sh", {"wrap": "hostname"})
+    with pytest.raises(ConfigError, match=r"unknown srun option 'nodez'; valid options: account, .*nodes,"):
+        srun_argv(["true"], extra={"nodez": 2})
     with pytest.raises(ConfigError, match=r"unknown srun option 'gpus_per_nod'; valid options: .*overlap"):
         srun_argv(["true"], extra={"gpus_per_nod": 1})
 
@@ -139,17 +96,16 @@ def test_unknown_options_raise_config_error_listing_the_valid_ones() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"job-name": "a\nb"}, "line break"),
-        ({"job-name": ""}, "empty value"),
-        ({"comment": "a\\b"}, "backslash"),
-        ({"nodes": 1.5}, "must be a string, an integer or None"),
-        ({"nodes": 2, "nodes ": 3}, "unknown"),
-        ({"ntasks-per-node": 1, "ntasks_per_node": 2}, "given twice"),
+        ({"comment": "a\nb"}, "line break"),
+        ({"comment": ""}, "empty value"),
+        ({"mem": 1.5}, "must be a string, an integer or None"),
+        ({"mem": 2, "mem ": 3}, "unknown"),
+        ({"cpu-bind": "cores", "cpu_bind": "none"}, "given twice"),
     ],
 )
-def test_bad_sbatch_values_are_refused(options: dict[str, object], message: str) -> None:
+def test_bad_extra_srun_values_are_refused(options: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        sbatch_script(options, [])  # type: ignore[arg-type]
+        srun_argv(["true"], extra=options)  # type: ignore[arg-type]
 
 
 def test_bad_srun_arguments_are_refused() -> None:
@@ -167,8 +123,6 @@ def test_bad_srun_arguments_are_refused() -> None:
         srun_argv(["true"], nodes=1, extra={"nodes": 2})
     with pytest.raises(ConfigError, match=r"bad node list 'n\[1-'"):
         srun_argv(["true"], nodelist="n[1-")
-    with pytest.raises(ConfigError, match="line break"):
-        sbatch_script({}, ["echo a\necho b"])
 
 
 def test_query_command_lines_ask_for_the_formats_the_parsers_read() -> None:
@@ -190,19 +144,6 @@ def test_query_command_lines_ask_for_the_formats_the_parsers_read() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------- parsers
-@pytest.mark.parametrize(
-    ("stdout", "job_id"),
-    [("123\n", "123"), ("123;cluster\n", "123"), ("Submitted batch job 4567\n", "4567"), ("2\n", "2")],
-)
-def test_parse_sbatch_jobid(stdout: str, job_id: str) -> None:
-    assert parse_sbatch_jobid(stdout) == job_id
-
-
-def test_parse_sbatch_jobid_refuses_output_without_an_id() -> None:
-    with pytest.raises(LaunchError, match="no job id"):
-        parse_sbatch_jobid("sbatch: error: Batch job submission failed\n")
-
-
 def test_parse_sinfo_local_capture() -> None:
     idle = parse_sinfo(_ref("local_sinfo_idle.txt"))
     assert [(n.name, n.state, n.cpus, n.memory_mb, n.gres, n.usable) for n in idle] == [
@@ -224,6 +165,22 @@ def test_parse_sinfo_cluster_states_and_gres() -> None:
     assert nodes["gpu07"].memory_mb == 1031000
     usable = sorted(name for name, n in nodes.items() if n.usable)
     assert usable == ["cpu001", "gpu01", "gpu02", "gpu07"]
+
+
+@pytest.mark.parametrize(
+    ("text", "state"),
+    [
+        ("idle", ("idle", True, "")),
+        ("DOWN*", ("down", False, "")),
+        ("idle~", ("idle", True, "~")),
+        ("drained*$", ("drained", False, "$")),
+        ("mixed-", ("mixed", True, "-")),
+        ("powered_down+", ("powered_down", True, "+")),
+    ],
+)
+def test_node_state_splits_off_sinfos_markers(text: str, state: tuple[str, bool, str]) -> None:
+    # One reader for the state column of both sinfo formats (node inventory here, node health in test_nodes).
+    assert node_state(text, f"n1|{text}") == state
 
 
 def test_parse_sinfo_refuses_other_formats() -> None:

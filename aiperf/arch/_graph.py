@@ -219,17 +219,6 @@ class Graph:
                 stack.extend(self.nodes[cur].inputs)
         return seen
 
-    def descendants(self, nid: int) -> set[int]:
-        """All nodes that depend on ``nid`` (itself excluded)."""
-        seen: set[int] = set()
-        stack = list(self._consumers[nid])
-        while stack:
-            cur = stack.pop()
-            if cur not in seen:
-                seen.add(cur)
-                stack.extend(self._consumers[cur])
-        return seen
-
     def num_params(self) -> int:
         """Trainable parameters of the built module, computed from shapes alone."""
         return sum(n.op.num_params(self.in_shapes(n.id), self.shapes[n.id]) for n in self.nodes.values())

@@ -1,7 +1,10 @@
 """Launchers that start and supervise workers: local processes, SLURM steps, submitit jobs, mpirun jobs.
 
-The SLURM text (sbatch scripts, sbatch/srun command lines) and the readers of sinfo/squeue/sacct output are pure
-functions from :mod:`aiperf.launch._slurm`; the commands themselves run through :mod:`aiperf._proc`.
+The public names are what the rest of aiperf and a site's own code use: the :class:`Launcher` interface a new
+launcher implements (with :class:`WorkerSpec` and :class:`WorkerHandle`), the four launchers, :func:`create_launcher`
+that picks one from the config, and :class:`Allocation`, the SLURM job a process runs in. The SLURM text (srun
+command lines, the readers of sinfo/squeue/sacct output) lives in :mod:`aiperf.launch._slurm` as pure functions, and
+each launcher's helpers in its own module; the commands themselves run through :mod:`aiperf._proc`.
 """
 
 from __future__ import annotations
@@ -10,93 +13,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiperf.errors import LaunchError
-from aiperf.launch._base import Launcher, WorkerHandle, WorkerSpec, worker_argv
-from aiperf.launch._local import LocalLauncher, LocalWorker
-from aiperf.launch._mpi import MpiLauncher, MpiWorker, hosts_from_environment, mpirun_argv, parse_hosts
-from aiperf.launch._slurm import (
-    FINISHED_STATES,
-    SBATCH_OPTIONS,
-    SRUN_OPTIONS,
-    AcctRecord,
-    Allocation,
-    NodeInfo,
-    QueueEntry,
-    compress_nodelist,
-    expand_nodelist,
-    parse_duration,
-    parse_sacct,
-    parse_sbatch_jobid,
-    parse_sinfo,
-    parse_squeue,
-    sacct_argv,
-    sbatch_argv,
-    sbatch_script,
-    scancel_argv,
-    sinfo_argv,
-    squeue_argv,
-    srun_argv,
-)
-from aiperf.launch._srun import (
-    MIN_REPORT_MARGIN_S,
-    SlurmLauncher,
-    SrunWorker,
-    StepLayout,
-    parse_squeue_steps,
-    squeue_steps_argv,
-    step_environment,
-)
-from aiperf.launch._submitit import SubmititLauncher, SubmititWorker, exit_status, submitit_parameters
+from aiperf.launch._base import Launcher, WorkerHandle, WorkerSpec
+from aiperf.launch._local import LocalLauncher
+from aiperf.launch._mpi import MpiLauncher
+from aiperf.launch._slurm import Allocation
+from aiperf.launch._srun import SlurmLauncher
+from aiperf.launch._submitit import SubmititLauncher
 
 if TYPE_CHECKING:
     from aiperf.config import Config
 
 __all__ = [
-    # launchers
+    # the interface a launcher implements
     "Launcher",
     "WorkerHandle",
     "WorkerSpec",
-    "worker_argv",
+    # the launchers, and the one the config names
     "LocalLauncher",
-    "LocalWorker",
     "SlurmLauncher",
-    "SrunWorker",
-    "StepLayout",
-    "MIN_REPORT_MARGIN_S",
-    "step_environment",
-    "MpiLauncher",
-    "MpiWorker",
-    "mpirun_argv",
-    "parse_hosts",
-    "hosts_from_environment",
     "SubmititLauncher",
-    "SubmititWorker",
-    "submitit_parameters",
-    "exit_status",
+    "MpiLauncher",
     "create_launcher",
-    # SLURM text: builders
-    "SBATCH_OPTIONS",
-    "SRUN_OPTIONS",
-    "sbatch_script",
-    "sbatch_argv",
-    "srun_argv",
-    "sinfo_argv",
-    "squeue_argv",
-    "sacct_argv",
-    "scancel_argv",
-    "squeue_steps_argv",
-    # SLURM text: readers
-    "FINISHED_STATES",
-    "NodeInfo",
-    "QueueEntry",
-    "AcctRecord",
-    "parse_sbatch_jobid",
-    "parse_sinfo",
-    "parse_squeue",
-    "parse_sacct",
-    "parse_squeue_steps",
-    "parse_duration",
-    "expand_nodelist",
-    "compress_nodelist",
     # the allocation this process runs in
     "Allocation",
 ]

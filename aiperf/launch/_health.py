@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiperf.errors import LaunchError
+from aiperf.launch._slurm import node_state
 
 __all__ = ["HEALTH_EVERY_S", "UNHEALTHY_STATES", "NodeHealth", "node_health_argv", "parse_node_health"]
 
@@ -68,7 +69,8 @@ def node_health_argv(nodes: Iterable[str]) -> list[str]:
 
 def parse_node_health(text: str) -> dict[str, NodeHealth]:
     """Nodes from ``sinfo --noheader -N -o '%N|%T|%E'``; a node listed in several partitions appears once, and a
-    reason containing ``|`` is kept whole."""
+    reason containing ``|`` is kept whole. The state column is read as :func:`aiperf.launch._slurm.parse_sinfo`
+    reads it (:func:`~aiperf.launch._slurm.node_state`); the format differs because health needs the reason."""
     nodes: dict[str, NodeHealth] = {}
     for raw in text.splitlines():
         line = raw.strip()
@@ -78,16 +80,15 @@ def parse_node_health(text: str) -> dict[str, NodeHealth]:
         if len(parts) != 3:
             raise LaunchError(f"sinfo health line has {len(parts)} fields, expected 3: {line!r}")
         name, state, reason = (p.strip() for p in parts)
-        m = re.fullmatch(r"([a-z_]+)([*~#!%$@^\-+]*)", state.lower())
-        if not name or m is None:
-            raise LaunchError(f"cannot read node state {state!r} in {line!r}")
-        base, markers = m.groups()
+        if not name:
+            raise LaunchError(f"sinfo health line names no node: {line!r}")
+        base, responding, _ = node_state(state, line)
         nodes.setdefault(
             name,
             NodeHealth(
                 name=name,
                 state=base,
-                responding="*" not in markers,
+                responding=responding,
                 reason="" if reason.lower() in {"none", "(null)"} else reason,
             ),
         )

@@ -364,7 +364,7 @@ class MpiLauncher(Launcher):
         self._probes: dict[str, dict[str, Any]] = {}
         self._placed: dict[str, list[str]] = {}  # host -> worker ids in the order they were first started there
         self.probe_failures: dict[str, str] = {}
-        self._reach = ReachWatch(lambda: [h.host for h in self.hosts])
+        self._reach = ReachWatch(self._watched)
 
     # -- placement -----------------------------------------------------------------------------------------------
     def nodes(self) -> Sequence[str]:
@@ -381,10 +381,15 @@ class MpiLauncher(Launcher):
     def close(self) -> None:
         self._reach.close()
 
+    def _watched(self) -> list[str]:
+        """The hosts whose reachability counts: all but those whose probe failed. Such a host never took part, so
+        it can be neither lost nor let back in (a worker there would do work billed against no measured peak)."""
+        return [h.host for h in self.hosts if h.host not in self.probe_failures]
+
     def node_health(self, now: float, fresh: bool = False) -> dict[str, str | None] | None:
-        """ssh reachability of the remote hosts (aiperf.launch._reach), checked in the background; None where every
-        host is this machine (the heartbeats are then the only signal)."""
-        if all(is_local(h.host) for h in self.hosts):
+        """ssh reachability of the remote hosts that took part (aiperf.launch._reach), checked in the background;
+        None where every such host is this machine (the heartbeats are then the only signal)."""
+        if all(is_local(host) for host in self._watched()):
             return None
         return self._reach.latest()
 

@@ -1,26 +1,22 @@
-"""SLURM text, built and read by pure functions: sbatch scripts, sbatch/srun command lines, and the output of sinfo,
-squeue and sacct in their machine-readable forms.
+"""SLURM text, built and read by pure functions: srun command lines, and the output of sinfo, squeue and sacct in
+their machine-readable forms.
 
-Builders validate option names against the lists below (an unknown one raises :class:`ConfigError` naming the valid
-ones), so a typo fails before anything reaches the scheduler. Two kinds of text come out and they are quoted
-differently on purpose:
-
-- a script (:func:`sbatch_script`) is parsed again, by sbatch for its ``#SBATCH`` lines and by bash for its body, so
-  every value in it is ``shlex.quote``d (and a body line built from argv is ``shlex.join``ed);
-- an argv list (:func:`sbatch_argv`, :func:`srun_argv`) goes straight to ``execve`` through :mod:`aiperf._proc`, so
-  its elements are the raw values: quoting them would put literal quotes into the job. ``shlex.join(argv)`` is its
-  exact text form, which is what reference files and script bodies hold.
+The srun builder validates option names against :data:`SRUN_OPTIONS` (an unknown one raises :class:`ConfigError`
+naming the valid ones), so a typo fails before anything reaches the scheduler. Its argv goes straight to ``execve``
+through :mod:`aiperf._proc`, so its elements are the raw values: quoting them would put literal quotes into the job.
+``shlex.join(argv)`` is its exact text form, which is what reference files and script bodies hold. The batch script
+itself is a file of the repository (``slurm/aiperf.sbatch``), not generated.
 
 Parsers take the exact formats produced by :func:`sinfo_argv`, :func:`squeue_argv` and :func:`sacct_argv`, never the
-human-oriented default tables. The only impure part is :meth:`Allocation.from_env`, which may ask ``squeue`` for the
-job's end time through :func:`aiperf._proc.run`.
+human-oriented default tables; :func:`node_state` reads the node state column they share with the node-health query
+of :mod:`aiperf.launch._health`. The only impure part is :meth:`Allocation.from_env`, which may ask ``squeue`` for
+the job's end time through :func:`aiperf._proc.run`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shlex
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,21 +26,18 @@ from aiperf import _proc
 from aiperf.errors import ConfigError, LaunchError
 
 __all__ = [
-    "SBATCH_OPTIONS",
     "SRUN_OPTIONS",
     "FINISHED_STATES",
     "Allocation",
     "NodeInfo",
     "QueueEntry",
     "AcctRecord",
-    "sbatch_script",
-    "sbatch_argv",
     "srun_argv",
     "sinfo_argv",
     "squeue_argv",
     "sacct_argv",
     "scancel_argv",
-    "parse_sbatch_jobid",
+    "node_state",
     "parse_sinfo",
     "parse_squeue",
     "parse_sacct",
@@ -59,20 +52,6 @@ OptionValue = str | int | os.PathLike[str] | None
 def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
-
-# Long options of sbatch 22.05 that make sense in a script header or on the command line (`--wrap` and `--parsable`
-# are left out: the script is the body, and sbatch_argv always asks for parsable output).
-SBATCH_OPTIONS: frozenset[str] = _words(
-    """account acctg-freq array begin chdir clusters comment constraint container contiguous core-spec
-    cores-per-socket cpu-freq cpus-per-gpu cpus-per-task deadline delay-boot dependency distribution error
-    exclude exclusive export export-file get-user-env gpu-bind gpu-freq gpus gpus-per-node gpus-per-socket
-    gpus-per-task gres gres-flags hint hold input job-name kill-on-invalid-dep licenses mail-type mail-user
-    mcs-label mem mem-bind mem-per-cpu mem-per-gpu mincpus network nice no-kill no-requeue nodefile nodelist
-    nodes ntasks ntasks-per-core ntasks-per-gpu ntasks-per-node ntasks-per-socket open-mode output overcommit
-    oversubscribe partition power priority profile propagate qos quiet reboot requeue reservation signal
-    sockets-per-node spread-job switches thread-spec threads-per-core time time-min tmp use-min-nodes verbose
-    wait wait-all-nodes wckey"""
-)
 
 # Long options of srun 22.05 for a job step (or a job of its own).
 SRUN_OPTIONS: frozenset[str] = _words(
@@ -146,40 +125,6 @@ def _flag(name: str, text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------- builders
-def sbatch_script(options: Mapping[str, OptionValue], body: Sequence[str]) -> str:
-    """A bash batch script: one ``#SBATCH --name=value`` line per option, in the given order, then ``body``.
-
-    Option names may use ``_`` for ``-`` (``ntasks_per_node``). A value of None or True writes a bare flag; False
-    leaves the option out. Values are ``shlex.quote``d; sbatch's own header parser honours those quotes but treats a
-    backslash as an escape even inside them, so a backslash in a value is refused rather than silently lost.
-    ``body`` lines are shell text written as given: build command lines in it with ``shlex.join``.
-    """
-    if isinstance(body, str):
-        raise TypeError("body must be a sequence of lines, not one string")
-    lines = ["#!/bin/bash"]
-    for name, text in _options(options, SBATCH_OPTIONS, "sbatch"):
-        if "\\" in text:
-            raise ConfigError(f"#SBATCH --{name} value {text!r} contains a backslash, which sbatch would drop")
-        lines.append("#SBATCH " + (_flag(name, shlex.quote(text)) if text else _flag(name, "")))
-    lines.append("")
-    for line in body:
-        if "\n" in line:
-            raise ConfigError(f"a body line contains a line break; pass each line separately: {line!r}")
-        lines.append(line)
-    return "\n".join(lines) + "\n"
-
-
-def sbatch_argv(script_path: str | os.PathLike[str], options: Mapping[str, OptionValue] | None = None) -> list[str]:
-    """``sbatch --parsable [--name=value ...] SCRIPT``; command-line options override the script's ``#SBATCH`` lines.
-
-    ``--parsable`` makes sbatch print ``JOBID[;CLUSTER]``, read by :func:`parse_sbatch_jobid`.
-    """
-    argv = ["sbatch", "--parsable"]
-    argv += [_flag(name, text) for name, text in _options(options or {}, SBATCH_OPTIONS, "sbatch")]
-    argv.append(os.fspath(script_path))
-    return argv
-
-
 def _count(name: str, value: int | None) -> int | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ConfigError(f"srun --{name} must be a positive integer, got {value!r}")
@@ -318,17 +263,6 @@ def scancel_argv(job_id: str, *, step: str | int | None = None, signal: str | No
 
 
 # ---------------------------------------------------------------------------------------------------------- parsers
-def parse_sbatch_jobid(stdout: str) -> str:
-    """The job id from sbatch's output: ``--parsable``'s ``123`` or ``123;cluster``, or ``Submitted batch job 123``."""
-    for raw in stdout.splitlines():
-        line = raw.strip()
-        if m := re.fullmatch(r"(\d+)(?:;\S+)?", line):
-            return m.group(1)
-        if m := re.fullmatch(r"Submitted batch job (\d+)(?: on cluster \S+)?", line):
-            return m.group(1)
-    raise LaunchError(f"sbatch printed no job id: {stdout.strip()[:200]!r}")
-
-
 @dataclass(frozen=True)
 class NodeInfo:
     """One node as sinfo sees it. ``state`` is the base state (``idle``, ``mixed``, ``down`` ...); the markers
@@ -373,6 +307,19 @@ def _fields(line: str, count: int, what: str) -> list[str]:
     return parts
 
 
+def node_state(text: str, line: str) -> tuple[str, bool, str]:
+    """sinfo's long state (``%T``) as (base state, responding, other markers): ``down*`` -> ("down", False, "").
+
+    The base state is lower case; ``*`` (not responding) becomes ``responding``, and the power, maintenance and
+    reboot markers (``~ # ! % $ @ ^ - +``) are returned as they are. ``line`` is the whole line, for the error.
+    """
+    m = re.fullmatch(r"([a-z_]+)([*~#!%$@^\-+]*)", text.strip().lower())
+    if m is None:
+        raise LaunchError(f"cannot read node state {text!r} in {line!r}")
+    base, markers = m.groups()
+    return base, "*" not in markers, markers.replace("*", "")
+
+
 def parse_sinfo(text: str) -> list[NodeInfo]:
     """Nodes from ``sinfo --noheader -N -o '%N|%T|%c|%m|%G'``; a node listed in several partitions appears once."""
     nodes: dict[str, NodeInfo] = {}
@@ -380,17 +327,14 @@ def parse_sinfo(text: str) -> list[NodeInfo]:
         if not line.strip():
             continue
         name, state, cpus, memory, gres = _fields(line.strip(), 5, "sinfo")
-        m = re.fullmatch(r"([a-z_]+)([*~#!%$@^\-]*)", state.strip().lower())
-        if m is None:
-            raise LaunchError(f"cannot read node state {state!r} in {line!r}")
-        base, markers = m.groups()
+        base, responding, flags = node_state(state, line)
         nodes.setdefault(
             name,
             NodeInfo(
                 name=name,
                 state=base,
-                responding="*" not in markers,
-                flags=markers.replace("*", ""),
+                responding=responding,
+                flags=flags,
                 cpus=_int_field(cpus, "CPU count", line),
                 memory_mb=_int_field(memory, "memory", line),
                 gres=tuple(g for g in _split_top(gres.strip()) if g and g != "(null)"),

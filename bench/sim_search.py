@@ -5,6 +5,9 @@ objective* of the architecture (depth, width and skip connections, plus noise), 
 and its quality compared against random morphs over many seeds in seconds. The histories they build are made of
 genuine events (``proposal``, ``trial_start``, ``epoch``, ``trial_end``) over genuine graphs produced by the morph
 operators, so replaying and proposing from them exercises exactly the code a real run does.
+
+Benchmark and test support, so it lives in bench/ and is not installed with aiperf: the benches import it by file
+name, and tests/conftest.py puts bench/ on the tests' import path.
 """
 
 from __future__ import annotations
