@@ -1,22 +1,25 @@
 """Waiting says what it waits for: while a worker's job or a probe job is still queued, the master names it every
 ``WAITING_NOTE_S`` (30 s), with its node and SLURM's reason read from ``squeue`` as on a cluster.
 
-No SLURM is needed: the submitit launcher and submitit itself are the real ones, and ``sbatch``, ``srun``,
-``squeue`` and ``sacct`` are scripts on PATH that answer with lines in the formats captured from the local cluster
-(job 5 pending for Resources) and record how they were called. The period is shortened so the note repeats within
-a second.
+The last test queues a real probe job on the local SLURM behind another job. The first two need no SLURM, so that
+the loop's timing can be pinned down exactly: the submitit launcher and submitit itself are the real ones, and
+``sbatch``, ``srun``, ``squeue`` and ``sacct`` are scripts on PATH that answer with lines in the formats captured
+from the local cluster (job 5 pending for Resources) and record how they were called. The period is shortened so
+the note repeats within a second.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from aiperf import _proc
 from aiperf import master as master_module
 from aiperf.config import load_config
 from aiperf.errors import LaunchError
@@ -110,3 +113,56 @@ def test_a_queued_probe_job_is_named_with_slurms_reason_until_it_ends(
     assert "aiperf: node n1 excluded, its probe failed: job 5 failed (status 1)" in err
     asked = calls.read_text().splitlines()
     assert asked[0].startswith("sbatch ") and "squeue --noheader -o %i|%T|%N|%r -j 5" in asked
+
+
+@pytest.mark.slurm
+def test_on_the_real_cluster_a_probe_queued_behind_a_busy_node_is_named_with_slurms_reason(
+    slurm_cluster: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The same note from the real local SLURM: n1 is held by another job, so the probe job pinned to it queues
+    (reason Resources) until that job is cancelled, and then probes."""
+    monkeypatch.setattr(submitit_module, "WAITING_NOTE_S", 1.0)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}  # a login node: no allocation
+    for key in [k for k in os.environ if k.startswith("SLURM_")]:
+        monkeypatch.delenv(key)
+    blocker = (
+        _proc.run(
+            [
+                "sbatch",
+                "--parsable",
+                "--exclusive",
+                "--nodelist=n1",
+                "--nodes=1",
+                f"--chdir={tmp_path}",
+                "--output=/dev/null",
+                "--job-name=aiperf-blocker",
+                "--wrap=sleep 300",
+            ],
+            timeout=30,
+            env=env,
+        )
+        .stdout.strip()
+        .split(";")[0]
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "RUNNING" not in _proc.run(["squeue", "--noheader", "-o", "%T", "-j", blocker], timeout=30).stdout:
+            assert time.monotonic() < deadline, "the blocking job never started"
+            time.sleep(0.5)
+        config = load_config(overrides={"run.launcher": "submitit", "run.workers": 1})
+        launcher = SubmititLauncher(config, tmp_path / "exp", parameters={}, nodes=["n1"])
+        release = threading.Timer(6.0, lambda: _proc.run(["scancel", blocker], timeout=30, check=False))
+        release.start()
+        try:
+            probes = launcher.probe("fp32", "cpu")
+        finally:
+            release.cancel()
+    finally:
+        _proc.run(["scancel", blocker], timeout=30, check=False)
+    err = capfd.readouterr().err
+    notes = [line for line in err.splitlines() if "waiting for probe job" in line]
+    queued = [n for n in notes if re.fullmatch(r"aiperf: waiting for probe job \d+ on n1: PENDING \(Resources\)", n)]
+    assert len(queued) >= 3, err  # about one a second for the six seconds n1 was held
+    assert notes[: len(queued)] == queued, notes  # then, if the probe takes over a second, SLURM's "running"
+    assert all(re.fullmatch(r"aiperf: waiting for probe job \d+ on n1: running", n) for n in notes[len(queued) :])
+    assert [p["node"] for p in probes] == ["n1"] and probes[0]["peak_flops"] > 0
