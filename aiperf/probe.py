@@ -19,10 +19,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aiperf.errors import AiperfError
+from aiperf.precision import PRECISION_TABLE
 
 __all__ = ["ProbeResult", "cpu_name", "cpu_peak", "gemm_peak", "nvml_snapshot", "probe_node", "resolve_device"]
 
-_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "tf32": "float32"}
+_DTYPES = {p.name: p.dtype for p in PRECISION_TABLE}
 
 
 def resolve_device(device: str) -> str:
