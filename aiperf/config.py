@@ -41,7 +41,7 @@ from typing import Any
 from aiperf.datasets._registry import BUILTIN_DATASETS, dataset_entries, dataset_names, find_dataset
 from aiperf.errors import ConfigError
 from aiperf.precision import PRECISIONS
-from aiperf.train._config import BACKENDS, DEVICES
+from aiperf.train._config import BACKENDS, DEVICES, TrainConfig
 
 __all__ = [
     "DATASETS",
@@ -221,7 +221,10 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class TrainConfigSection:
-    """How each trial trains (the trainer's own settings come from this)."""
+    """How each trial trains: the ``[train]`` keys of the file. The trainer's own settings
+    (:class:`~aiperf.train.TrainConfig`) are built from these by :meth:`trainer_config`, field by name, so a setting
+    both know is declared here and passed on without being copied by hand; ``memory_limit_mb`` is the worker's
+    business, and the seed comes from ``[run]``."""
 
     device: str = "auto"
     precision: str = "bf16"
@@ -239,6 +242,13 @@ class TrainConfigSection:
             raise ConfigError(f"[train] compile: expected true or false, got {_short(self.compile)}")
         _int(self.data_workers, "[train] data_workers", 0)
         _choice(self.backend, BACKENDS, "[train] backend")
+
+    def trainer_config(self, seed: int, **changes: Any) -> TrainConfig:
+        """The trainer's settings for a run seeded with ``seed``: every field the two classes share, then
+        ``changes`` (e.g. the precision a journal says ran)."""
+        shared = {f.name for f in dataclasses.fields(TrainConfig)} & {f.name for f in dataclasses.fields(self)}
+        values = {name: getattr(self, name) for name in shared}
+        return TrainConfig(**{**values, "seed": seed, **changes})
 
 
 @dataclass(frozen=True)
