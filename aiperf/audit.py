@@ -148,7 +148,7 @@ def _retrain(
 
     from aiperf.arch import Graph, apply_hyperparameters
     from aiperf.events import ListSink
-    from aiperf.train import TrainConfig, TrialSpec, train_trial
+    from aiperf.train import TrialSpec, train_trial
 
     proposal, start = found["proposal"], found["trial_start"]
     hparams = dict(proposal.get("hparams") or {})
@@ -166,14 +166,10 @@ def _retrain(
         epochs=int(proposal["epochs"]),
         patience=proposal.get("patience"),
     )
-    cfg = TrainConfig(
-        device=config.train.device,
+    cfg = config.train.trainer_config(
+        seed=int(start.get("seed", config.run.seed)),
         precision=str(start.get("precision") or config.train.precision),
         compile=False,
-        channels_last=config.train.channels_last,
-        data_workers=config.train.data_workers,
-        backend=config.train.backend,
-        seed=int(start.get("seed", config.run.seed)),
     )
     previous = torch.get_num_threads()
     if threads:

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from aiperf import __version__
+from aiperf.datasets import checkable_datasets, dataset_entries, dataset_names
 from aiperf.errors import EXIT_INTERRUPTED, EXIT_NOT_VALID, EXIT_OK, EXIT_USAGE, AiperfError
+from aiperf.precision import PRECISIONS
 
 __all__ = ["main"]
 
@@ -248,9 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help="TOML config file (see aiperf/config.py for every key)")
     run.add_argument("--duration", help="benchmark window, e.g. 90s, 30m, 2h")
     run.add_argument("--workers", type=int, help="number of workers (one per node on a cluster)")
-    run.add_argument("--dataset", help="digits | cifar10 | imagenet | synthetic")
-    run.add_argument("--data-path", help="folder of the dataset (cifar10, imagenet)")
-    run.add_argument("--precision", help="bf16 | fp16 | tf32 | fp32")
+    run.add_argument("--dataset", help=" | ".join(dataset_names()))
+    folders = ", ".join(e.name for e in dataset_entries() if e.needs_path)
+    run.add_argument("--data-path", help=f"folder of the dataset ({folders})")
+    run.add_argument("--precision", help=" | ".join(PRECISIONS))
     run.add_argument("--device", help="auto | cpu | cuda")
     run.add_argument("--launcher", help="local | slurm | submitit | mpi")
     run.add_argument("--hosts", help="hosts of the mpi launcher, comma-separated: n1,n2 or n1:4,n2:4 (ranks each)")
@@ -288,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.set_defaults(handler=_cmd_audit)
 
     probe = sub.add_parser("probe", help="measure this node's dense GEMM peak")
-    probe.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "tf32", "fp32"])
+    probe.add_argument("--precision", default="bf16", choices=PRECISIONS)
     probe.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     probe.add_argument(
         "--seconds",
@@ -306,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="check a dataset against its rules, or prepare a faster-loading ImageNet copy")
     actions = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     check = actions.add_parser("check", help="check a dataset folder: exit status 0 if it passes, 1 if not")
-    check.add_argument("name", choices=["imagenet", "cifar10", "digits"])
+    check.add_argument("name", choices=checkable_datasets())
     check.add_argument("--path", help="the dataset's folder (imagenet: with train/ and val/; cifar10: the batches)")
     check.add_argument("--full", action="store_true", help="decode every image / read every batch (slow)")
     check.add_argument("--jobs", type=int, default=0, help="parallel readers (default: one per CPU)")

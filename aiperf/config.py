@@ -2,7 +2,8 @@
 
 Sections and keys (every key is optional; defaults are the embedded default, a short digits run on local workers)::
 
-    [dataset]  name = "digits" | "cifar10" | "imagenet" | "synthetic";  path = "/data/imagenet"
+    [dataset]  name = "digits" | "cifar10" | "imagenet" | "synthetic" (or any dataset registered in
+               aiperf.datasets);  path = "/data/imagenet"
                image_size = 224 (imagenet);  shape = [3, 32, 32], num_classes = 10,
                train_size = 4096, eval_size = 1024 (synthetic)
     [run]      duration = "3m" | "2h" | 3600;  workers = 2;  launcher = "local" | "slurm" | "submitit" | "mpi"
@@ -37,11 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiperf.datasets._registry import BUILTIN_DATASETS, dataset_entries, dataset_names, find_dataset
 from aiperf.errors import ConfigError
+from aiperf.precision import PRECISIONS
+from aiperf.train._config import BACKENDS, DEVICES, TrainConfig
 
 __all__ = [
     "DATASETS",
-    "DATASET_KEYS",
     "LAUNCHERS",
     "PRECISIONS",
     "Config",
@@ -49,14 +52,14 @@ __all__ = [
     "RunConfig",
     "SearchConfig",
     "TrainConfigSection",
+    "dataset_keys",
     "format_duration",
     "load_config",
     "parse_duration",
 ]
 
-DATASETS = ("digits", "cifar10", "imagenet", "synthetic")
+DATASETS = BUILTIN_DATASETS  # validation asks the registry, which may hold more
 LAUNCHERS = ("local", "slurm", "submitit", "mpi")
-PRECISIONS = ("bf16", "fp16", "tf32", "fp32")
 MAX_WORKERS = 1_000_000
 _DURATION = re.compile(
     r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*(?:(\d+(?:\.\d+)?)\s*s?)?\s*$"
@@ -120,22 +123,23 @@ def _path_text(value: Any, where: str) -> str:
 _HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}")
 
 
-# The [dataset] keys that mean something only for some datasets. Elsewhere they must keep their default (a value
-# set there would be silently ignored), and the saved config leaves them out, so config.json and result.json show
-# only what applies to the run. The digest still covers every field: it is the same whether they are shown or not.
-DATASET_KEYS: dict[str, tuple[str, ...]] = {
-    "image_size": ("imagenet",),
-    "shape": ("synthetic",),
-    "num_classes": ("synthetic",),
-    "train_size": ("synthetic",),
-    "eval_size": ("synthetic",),
-}
+def dataset_keys() -> dict[str, tuple[str, ...]]:
+    """Each [dataset] key that means something only for some datasets -> those datasets (their registry entries
+    say which keys feed their loader).
+
+    Elsewhere such a key must keep its default (a value set there would be silently ignored), and the saved config
+    leaves it out, so config.json and result.json show only what applies to the run. The digest still covers every
+    field: it is the same whether they are shown or not.
+    """
+    keys = [f.name for f in dataclasses.fields(DatasetConfig) if f.name not in ("name", "path")]
+    return {key: tuple(e.name for e in dataset_entries() if key in e.config_keys) for key in keys}
 
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    """Which data to train on. ``path`` is required for cifar10 and imagenet; ``image_size`` applies to imagenet,
-    ``shape``, ``num_classes``, ``train_size`` and ``eval_size`` to synthetic only (:data:`DATASET_KEYS`)."""
+    """Which data to train on. ``path`` is required for the datasets read from a folder (cifar10, imagenet);
+    ``image_size`` applies to imagenet, ``shape``, ``num_classes``, ``train_size`` and ``eval_size`` to synthetic
+    only (:func:`dataset_keys`: the registry's entries decide both)."""
 
     name: str = "digits"
     path: str | None = None
@@ -146,8 +150,9 @@ class DatasetConfig:
     eval_size: int = 1024
 
     def __post_init__(self) -> None:
-        _choice(self.name, DATASETS, "[dataset] name")
-        if self.name in ("cifar10", "imagenet") and not self.path:
+        _choice(self.name, dataset_names(), "[dataset] name")
+        entry = find_dataset(self.name)
+        if entry is not None and entry.needs_path and not self.path:
             raise ConfigError(f"[dataset] path is required for {self.name} (the folder holding its files)")
         if self.path is not None:
             _path_text(self.path, "[dataset] path")
@@ -160,7 +165,7 @@ class DatasetConfig:
         _int(self.train_size, "[dataset] train_size", 1)
         _int(self.eval_size, "[dataset] eval_size", 1)
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        for key, names in DATASET_KEYS.items():
+        for key, names in dataset_keys().items():
             if self.name not in names and getattr(self, key) != defaults[key]:
                 raise ConfigError(f"[dataset] {key} applies to {' and '.join(names)} only, not {self.name}: drop it")
 
@@ -216,7 +221,10 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class TrainConfigSection:
-    """How each trial trains (the trainer's own settings come from this)."""
+    """How each trial trains: the ``[train]`` keys of the file. The trainer's own settings
+    (:class:`~aiperf.train.TrainConfig`) are built from these by :meth:`trainer_config`, field by name, so a setting
+    both know is declared here and passed on without being copied by hand; ``memory_limit_mb`` is the worker's
+    business, and the seed comes from ``[run]``."""
 
     device: str = "auto"
     precision: str = "bf16"
@@ -228,12 +236,19 @@ class TrainConfigSection:
 
     def __post_init__(self) -> None:
         _int(self.memory_limit_mb, "[train] memory_limit_mb", 0)
-        _choice(self.device, ("auto", "cpu", "cuda"), "[train] device")
+        _choice(self.device, DEVICES, "[train] device")
         _choice(self.precision, PRECISIONS, "[train] precision")
         if not isinstance(self.compile, bool):
             raise ConfigError(f"[train] compile: expected true or false, got {_short(self.compile)}")
         _int(self.data_workers, "[train] data_workers", 0)
-        _choice(self.backend, ("ddp", "horovod"), "[train] backend")
+        _choice(self.backend, BACKENDS, "[train] backend")
+
+    def trainer_config(self, seed: int, **changes: Any) -> TrainConfig:
+        """The trainer's settings for a run seeded with ``seed``: every field the two classes share, then
+        ``changes`` (e.g. the precision a journal says ran)."""
+        shared = {f.name for f in dataclasses.fields(TrainConfig)} & {f.name for f in dataclasses.fields(self)}
+        values = {name: getattr(self, name) for name in shared}
+        return TrainConfig(**{**values, "seed": seed, **changes})
 
 
 @dataclass(frozen=True)
@@ -273,7 +288,7 @@ class Config:
         """The resolved config as saved (config.json, the experiment_start record): every key, except the [dataset]
         keys that do not apply to this dataset (they hold their defaults; :meth:`from_json` restores them)."""
         data = dataclasses.asdict(self)
-        for key, names in DATASET_KEYS.items():
+        for key, names in dataset_keys().items():
             if self.dataset.name not in names:
                 del data["dataset"][key]
         return data

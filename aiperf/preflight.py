@@ -7,9 +7,10 @@ inside the master's. Everything that can be decided on the master's host from th
 
 What is checked (each a :class:`~aiperf.errors.AiperfError` with a one-line message):
 
-- the dataset's path rules: digits and synthetic take no path; cifar10 needs the folder of the six python batches;
-  imagenet needs a folder with ``train/`` and ``val/``. Only names and folders are looked at here: reading the files
-  is the dataset check's job (:mod:`aiperf.datasets`), which runs while the workers start.
+- the dataset's path rules, as its registry entry gives them: digits and synthetic take no path; cifar10 needs the
+  folder of the six python batches; imagenet needs a folder with ``train/`` and ``val/``. Only names and folders are
+  looked at here: reading the files is the dataset check's job (:mod:`aiperf.datasets`), which runs while the
+  workers start.
 - the device on the master's host, for the local launcher (its workers run on this host): ``cuda`` needs a CUDA
   device that torch can see. Other launchers place workers on other nodes, whose devices the probe finds.
 - the search-space file and the seed architectures the config names exist and load.
@@ -20,11 +21,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from aiperf.config import Config
+from aiperf.datasets import dataset_entry
 from aiperf.errors import ConfigError, DataError
 
-__all__ = ["CIFAR10_FILES", "check_before_start"]
-
-CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
+__all__ = ["check_before_start"]
 
 
 def check_before_start(config: Config) -> None:
@@ -36,30 +36,19 @@ def check_before_start(config: Config) -> None:
 
 def _check_dataset(config: Config) -> None:
     name, path = config.dataset.name, config.dataset.path
-    if name in ("digits", "synthetic"):
+    entry = dataset_entry(name)
+    if not entry.needs_path:
         if path is not None:
-            kind = "bundled with scikit-learn" if name == "digits" else "generated"
-            raise ConfigError(f"--data-path / [dataset] path: {name} takes no path (it is {kind}); drop it")
+            raise ConfigError(f"--data-path / [dataset] path: {name} takes no path (it is {entry.origin}); drop it")
         return
-    assert path is not None  # DatasetConfig requires one for cifar10 and imagenet
+    assert path is not None  # DatasetConfig requires one for datasets read from a folder
     folder = Path(path)
     if not folder.exists():
         raise DataError(f"{name}: data path {path} does not exist")
     if not folder.is_dir():
         raise DataError(f"{name}: data path {path} is not a directory")
-    if name == "cifar10":
-        nested = folder / "cifar-10-batches-py"
-        if nested.is_dir() and not (folder / "data_batch_1").exists():
-            folder = nested
-        missing = [f for f in CIFAR10_FILES if not (folder / f).is_file()]
-        if missing:
-            raise DataError(
-                f"cifar10: no {missing[0]} in {folder}: expected the python version of CIFAR-10 (cifar-10-batches-py)"
-            )
-    elif name == "imagenet":
-        for split in ("train", "val"):
-            if not (folder / split).is_dir():
-                raise DataError(f"imagenet: no {split}/ in {folder}: expected train/ and val/, one folder per class")
+    if entry.layout is not None:
+        entry.layout(folder)
 
 
 def _check_device(config: Config) -> None:

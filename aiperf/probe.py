@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aiperf.errors import AiperfError
+from aiperf.precision import PRECISION_TABLE
 
 __all__ = [
     "ProbeResult",
@@ -36,7 +37,7 @@ __all__ = [
 
 BURSTS = 5  # timed bursts per reading; the reading is their median and their spread is recorded beside it
 
-_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "tf32": "float32"}
+_DTYPES = {p.name: p.dtype for p in PRECISION_TABLE}
 
 
 def resolve_device(device: str) -> str:

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aiperf.precision import PRECISIONS
+
 __all__ = [
     "V1_EVAL_IMAGES",
     "V1_TRAIN_IMAGES",
@@ -47,7 +49,7 @@ __all__ = [
 
 V1_TRAIN_IMAGES = 1_280_000
 V1_EVAL_IMAGES = 50_000
-VALID_PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+VALID_PRECISIONS = PRECISIONS  # what a rules file without its own list allows: every precision of the table
 
 
 @dataclass(frozen=True)

@@ -527,16 +527,7 @@ def run_worker(experiment: Path, worker_id: str) -> int:
 
 
 def dataset_options(config: Config) -> dict[str, Any]:
-    """The dataset loader's options that the config sets (each dataset takes its own)."""
-    ds = config.dataset
-    if ds.name == "imagenet":
-        return {"image_size": ds.image_size}
-    if ds.name == "synthetic":
-        return {
-            "shape": ds.shape,
-            "num_classes": ds.num_classes,
-            "train_size": ds.train_size,
-            "eval_size": ds.eval_size,
-            "seed": config.run.seed,
-        }
-    return {}
+    """The dataset loader's options that the config sets (each dataset's registry entry says which)."""
+    from aiperf.datasets import loader_options
+
+    return loader_options(config)

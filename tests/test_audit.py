@@ -6,7 +6,8 @@ cloudpickle, joblib); ``shell=True``, ``os.system``, ``os.popen`` and the other 
 by another name (``torch.load`` without ``weights_only=True``, ``numpy.load(allow_pickle=True)``, ``yaml.load``,
 ``pandas.read_pickle``), and the methods of a submitit job that unpickle its files on the shared filesystem
 (``.result()``, ``.results()``, ``.exception()``, ``.submission()``: flagged in any module that imports submitit,
-and elsewhere on a receiver named like a job). The one exception: in ``aiperf/train/``, a class that subclasses
+and elsewhere on a receiver named like a job). The one exception: in ``aiperf/datasets/`` (where the loaders live), a
+class that subclasses
 ``pickle.Unpickler`` and overrides ``find_class`` with a refusal, for CIFAR-10's official pickle batches; that module
 may use nothing else of ``pickle`` but the exception types. Each rule is first shown to catch a violation in a small
 snippet.
@@ -124,8 +125,8 @@ def audit_source(source: str, module: str) -> list[Finding]:
     """Every violation in one module's source; ``module`` is its path relative to the repository."""
     tree = ast.parse(source)
     findings: list[Finding] = []
-    in_train = module.startswith("aiperf/train/")
-    unpicklers = _restricted_unpicklers(tree) if in_train else set()
+    in_loaders = module.startswith("aiperf/datasets/")
+    unpicklers = _restricted_unpicklers(tree) if in_loaders else set()
     base_uses: set[int] = set()  # ids of pickle.Unpickler nodes that are a restricted unpickler's base
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef) and node.name in unpicklers:
@@ -271,20 +272,21 @@ def test_safe_forms_pass(name: str) -> None:
     assert audit_source(GOOD[name], "aiperf/example.py") == []
 
 
-def test_restricted_unpickler_is_allowed_only_in_train_and_only_as_is() -> None:
-    assert audit_source(RESTRICTED, "aiperf/train/_example.py") == []
-    assert audit_source(RESTRICTED, "aiperf/report/_example.py")  # not in aiperf/train/
+def test_restricted_unpickler_is_allowed_only_in_datasets_and_only_as_is() -> None:
+    assert audit_source(RESTRICTED, "aiperf/datasets/_example.py") == []
+    assert audit_source(RESTRICTED, "aiperf/report/_example.py")  # not in aiperf/datasets/
+    assert audit_source(RESTRICTED, "aiperf/train/_example.py")  # nor where the loaders used to live
     permissive = RESTRICTED.replace('            raise pickle.UnpicklingError(f"{module}.{name} refused")\n', "")
     permissive = permissive.replace('        if (module, name) not in {("builtins", "dict")}:\n', "")
-    assert audit_source(permissive, "aiperf/train/_example.py"), "a find_class that never refuses"
+    assert audit_source(permissive, "aiperf/datasets/_example.py"), "a find_class that never refuses"
     for extra in (
         "\npickle.loads(b'')",
         "\npickle.load(handle)",
         "\npickle.Unpickler(handle).load()",
         "\npickle.dump(1, f)",
     ):
-        assert audit_source(RESTRICTED + extra, "aiperf/train/_example.py"), extra
-    assert audit_source(RESTRICTED + "\nfrom pickle import loads", "aiperf/train/_example.py")
+        assert audit_source(RESTRICTED + extra, "aiperf/datasets/_example.py"), extra
+    assert audit_source(RESTRICTED + "\nfrom pickle import loads", "aiperf/datasets/_example.py")
 
 
 # -- the package -----------------------------------------------------------------------------------------------------
@@ -296,7 +298,7 @@ def test_aiperf_has_no_code_execution_shell_or_unpickling() -> None:
 
 
 def test_the_restricted_unpicklers_refuse_a_malicious_pickle(tmp_path: Path) -> None:
-    """Every restricted unpickler in aiperf/train/ refuses a pickle that would call a function (here os.mkdir)."""
+    """Every restricted unpickler in aiperf/datasets/ refuses a pickle that would call a function (here os.mkdir)."""
     target = tmp_path / "pwned"
 
     class Evil:
@@ -305,11 +307,11 @@ def test_the_restricted_unpicklers_refuse_a_malicious_pickle(tmp_path: Path) -> 
 
     payload = pickle.dumps({b"data": Evil()}, protocol=2)
     found = 0
-    for path in sorted((PACKAGE / "train").glob("*.py")):
+    for path in sorted((PACKAGE / "datasets").glob("*.py")):
         classes = _restricted_unpicklers(ast.parse(path.read_text()))
         if not classes:
             continue
-        module = importlib.import_module(f"aiperf.train.{path.stem}")
+        module = importlib.import_module(f"aiperf.datasets.{path.stem}")
         for name in classes:
             cls = getattr(module, name)
             params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
@@ -321,4 +323,4 @@ def test_the_restricted_unpicklers_refuse_a_malicious_pickle(tmp_path: Path) -> 
             assert "mkdir" in str(refused.value) or "posix" in str(refused.value) or "os" in str(refused.value)
             found += 1
     if found == 0:
-        pytest.skip("no restricted unpickler in aiperf/train/ yet")
+        pytest.skip("no restricted unpickler in aiperf/datasets/ yet")

@@ -12,9 +12,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aiperf.datasets._load import _translate_and_flip
 from aiperf.errors import DataError
 from aiperf.train import load_dataset, shard_batches
-from aiperf.train._data import _translate_and_flip
 
 CPU = torch.device("cpu")
 

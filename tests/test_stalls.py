@@ -14,13 +14,13 @@ import torch
 
 from aiperf.arch import seed
 from aiperf.config import Config, DatasetConfig
+from aiperf.datasets._load import DatasetSplit
 from aiperf.events import ListSink
 from aiperf.history import JournalWriter
 from aiperf.paths import ExperimentPaths, atomic_write_json
 from aiperf.report import analyze, format_summary
 from aiperf.report._hardware import STALL_LIMIT
 from aiperf.train import Dataset, TrainConfig, TrialSpec, load_dataset, train_trial
-from aiperf.train._data import DatasetSplit
 
 HPARAMS = {"learning_rate": 0.05, "batch_size": 128}
 DELAY_S = 0.05

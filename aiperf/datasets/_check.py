@@ -1,8 +1,9 @@
 """One entry point for every dataset's check, and the background check the master runs before a window.
 
-The sizes and class counts a folder is checked against are the rules the score uses
-(``search_spaces/<dataset>.json``, read with :func:`aiperf.search.load_dataset_spec`), so the check and the
-validity of a run can never disagree on what the official dataset is.
+Which check a dataset gets is its registry entry's (:mod:`aiperf.datasets._registry`). The sizes and class counts a
+folder is checked against are the rules the score uses (the entry's rules file, read with
+:func:`aiperf.search.load_dataset_spec`), so the check and the validity of a run can never disagree on what the
+official dataset is.
 """
 
 from __future__ import annotations
@@ -13,14 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from aiperf.datasets._cifar import check_cifar10
-from aiperf.datasets._imagenet import check_imagenet
+from aiperf.datasets._registry import dataset_entry, find_dataset
 from aiperf.datasets._report import CheckReport
 from aiperf.errors import AiperfError, DataError
 
-__all__ = ["CHECKED_DATASETS", "DatasetCheck", "check_dataset"]
-
-CHECKED_DATASETS = ("imagenet", "cifar10")  # datasets read from a user's folder; digits is bundled
+__all__ = ["DatasetCheck", "check_dataset"]
 
 
 def check_dataset(
@@ -37,37 +35,35 @@ def check_dataset(
     Args:
         full: decode every image (ImageNet) or read every batch (CIFAR-10) instead of the quick check.
         jobs: threads that inspect images (0: one per CPU).
-        checksums: CIFAR-10 file name -> MD5 (default: the official ones of ``aiperf/datasets/checksums.json``).
+        checksums: file name -> MD5 for datasets checked by checksum (default: the official ones of
+            ``aiperf/datasets/checksums.json``).
 
     Raises:
-        DataError: an unknown dataset, a missing ``path`` for a dataset that needs one, or synthetic data (which is
-            generated, so there is nothing to check). What is found in the folder is never raised: it is reported.
+        DataError: an unknown dataset, a missing ``path`` for a dataset that needs one, or generated data (nothing
+            to check). What is found in the folder is never raised: it is reported.
     """
     from aiperf.search import load_dataset_spec
 
-    if name == "synthetic":
-        raise DataError("synthetic data is generated, so there is nothing to check (and no run on it is valid)")
-    if name == "digits":
+    entry = dataset_entry(name)
+    if not entry.official:
+        raise DataError(f"{name} data is {entry.origin}, so there is nothing to check (and no run on it is valid)")
+    if not entry.needs_path:
         if path is not None:
-            raise DataError("digits is bundled with scikit-learn and takes no --path")
-        note = "bundled with scikit-learn (sklearn.datasets.load_digits): nothing to check"
-        return CheckReport("digits", "", "none", notes=(note,))
-    if name not in CHECKED_DATASETS:
-        raise DataError(f"unknown dataset {name!r} (known: digits, {', '.join(CHECKED_DATASETS)})")
+            raise DataError(f"{name} is {entry.origin} and takes no --path")
+        return CheckReport(name, "", "none", notes=(f"{entry.origin}: nothing to check",))
     if path is None:
         raise DataError(f"{name}: give the dataset's folder with --path")
+    if entry.check is None:
+        return CheckReport(name, str(path), "none", notes=("its registry entry has no check: nothing checked",))
     if rules is None:
         rules = load_dataset_spec(name).rules
-    folder = Path(path)
-    if name == "imagenet":
-        return check_imagenet(folder, rules, full=full, jobs=jobs)
-    return check_cifar10(folder, rules, full=full, checksums=checksums)
+    return entry.check(Path(path), rules, full=full, jobs=jobs, checksums=checksums)
 
 
 class DatasetCheck:
     """A quick check running in a thread, so it overlaps the workers' start-up (the master joins it before t0).
 
-    Datasets that are not read from a folder (digits, synthetic) get an empty report at once. An error of the check
+    Datasets without a folder check (digits, synthetic) get an empty report at once. An error of the check
     itself becomes a problem of the report: a dataset that cannot be checked is not an official one.
     """
 
@@ -76,7 +72,8 @@ class DatasetCheck:
         self.path = path
         self._report: CheckReport | None = None
         self._thread: threading.Thread | None = None
-        if name in CHECKED_DATASETS:
+        entry = find_dataset(name)
+        if entry is not None and entry.check is not None:
             self._thread = threading.Thread(target=self._run, args=(jobs,), name="aiperf-dataset-check", daemon=True)
             self._thread.start()
         else:

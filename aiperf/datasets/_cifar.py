@@ -17,11 +17,32 @@ from pathlib import Path
 from typing import Any
 
 from aiperf.datasets._report import CheckReport
-from aiperf.errors import AiperfError, ConfigError
+from aiperf.errors import AiperfError, ConfigError, DataError
 
-__all__ = ["check_cifar10", "load_checksums", "md5_file"]
+__all__ = ["CIFAR10_FILES", "check_cifar10", "cifar10_folder", "load_checksums", "md5_file"]
 
 _READ_BYTES = 1 << 20
+#: The batches the loader reads (the check also wants ``batches.meta``, which the checksums cover).
+CIFAR10_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
+
+
+def cifar10_folder(path: Path) -> Path:
+    """The batches folder ``path`` names (itself, or its ``cifar-10-batches-py`` child) with every batch the loader
+    reads present. The loader and the master's preflight both call this, so they refuse the same folders.
+
+    Raises:
+        DataError: not a directory, or a batch missing (one line naming the first).
+    """
+    if not path.is_dir():
+        raise DataError(f"cifar10: {path} is not a directory: expected the cifar-10-batches-py folder")
+    if (path / "cifar-10-batches-py").is_dir() and not (path / "data_batch_1").exists():
+        path = path / "cifar-10-batches-py"
+    for name in CIFAR10_FILES:
+        if not (path / name).is_file():
+            raise DataError(
+                f"cifar10: no {name} in {path}: expected the python version of CIFAR-10 (cifar-10-batches-py)"
+            )
+    return path
 
 
 def load_checksums(dataset: str = "cifar10") -> dict[str, str]:
@@ -87,7 +108,7 @@ def check_cifar10(
 
 def _count_images(path: Path, rules: Mapping[str, Any], counts: dict[str, int]) -> list[str]:
     """Read the batches as training would and compare their counts with the rules."""
-    from aiperf.train import load_dataset
+    from aiperf.datasets._load import load_dataset
 
     try:
         data = load_dataset("cifar10", path, augment=False)

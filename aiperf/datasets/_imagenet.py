@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from aiperf.datasets._report import BadFile, CheckReport
+from aiperf.errors import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "check_imagenet", "inspect_image", "scan_split"]
+__all__ = ["IMAGE_SUFFIXES", "IMAGENET_LAYOUT", "check_imagenet", "imagenet_folder", "inspect_image", "scan_split"]
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")  # what aiperf.train's folder loader reads
 TAIL_BYTES = 1024
@@ -41,6 +42,22 @@ _CHUNK = 256  # files per pool task
 _JPEG = b"\xff\xd8\xff"
 _PNG = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"IEND\xaeB`\x82"
+IMAGENET_LAYOUT = "expected train/ and val/ with one folder of JPEG/PNG images per class"
+
+
+def imagenet_folder(path: Path) -> Path:
+    """``path`` itself once it is a folder holding ``train/`` and ``val/``: the layout the loader and the master's
+    preflight both require (the class folders and images are the loader's and the check's business).
+
+    Raises:
+        DataError: not a directory, or a split missing (one line).
+    """
+    if not path.is_dir():
+        raise DataError(f"imagenet: {path} is not a directory: {IMAGENET_LAYOUT}")
+    for split in ("train", "val"):
+        if not (path / split).is_dir():
+            raise DataError(f"imagenet: no {split}/ in {path}: {IMAGENET_LAYOUT}")
+    return path
 
 
 def scan_split(folder: Path) -> tuple[dict[str, list[str]], list[str], int]:
@@ -155,7 +172,7 @@ def check_imagenet(path: Path, rules: Mapping[str, Any], *, full: bool = False, 
     """
     started = time.monotonic()
     level = "full" if full else "quick"
-    expected = "expected train/ and val/ with one folder of JPEG/PNG images per class"
+    expected = IMAGENET_LAYOUT
     problems: list[str] = []
     notes: list[str] = []
     counts: dict[str, int] = {}

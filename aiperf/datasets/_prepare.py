@@ -252,7 +252,7 @@ def measure_read(
     import numpy as np
     import torch
 
-    from aiperf.train import load_dataset
+    from aiperf.datasets._load import load_dataset
 
     data = load_dataset("imagenet", Path(path), image_size=image_size)
     total = len(data.train)

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiperf.arch import SEEDS, ArchLimits, Graph, seed
+from aiperf.datasets._registry import find_dataset
 from aiperf.errors import ArchError, ConfigError
+from aiperf.precision import PRECISIONS
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
@@ -40,7 +42,6 @@ __all__ = [
 ]
 
 SPEC_VERSION = 1
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 # Hyperparameters the trainer understands, with the semantic check each must pass (the space may hold any subset
 # that includes the required ones). An unknown name is refused: a typo would otherwise be searched and ignored.
 HYPERPARAMETERS = ("learning_rate", "batch_size", "dropout", "kernel_size", "weight_decay", "momentum")
@@ -661,7 +662,8 @@ def available_datasets() -> list[str]:
 
 
 def load_dataset_spec(name_or_path: str | Path) -> DatasetSpec:
-    """Load a shipped spec by dataset name (``"digits"``) or any spec file by path; validate it.
+    """Load a dataset's spec by its name (``"digits"``: the rules file of its registry entry, by default the one
+    shipped in ``aiperf/search_spaces/``) or any spec file by path; validate it.
 
     Raises:
         ConfigError: unknown dataset, unreadable file, invalid JSON or any invalid field (one line, naming the file
@@ -677,6 +679,9 @@ def load_dataset_spec(name_or_path: str | Path) -> DatasetSpec:
             raise ConfigError(f"cannot read search-space file {source}: {exc.strerror or exc}") from None
     else:
         name = str(name_or_path)
+        entry = find_dataset(name)
+        if entry is not None and entry.rules is not None:  # a dataset registered with its own rules file
+            return load_dataset_spec(entry.rules)
         resource = importlib.resources.files("aiperf.search_spaces").joinpath(f"{name}.json")
         source = f"search_spaces/{name}.json"
         if not resource.is_file():

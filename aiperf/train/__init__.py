@@ -1,4 +1,6 @@
-"""Training: datasets, the trial trainer with mixed precision, and data-parallel backends (DDP, Horovod).
+"""Training: the trial trainer with mixed precision, and data-parallel backends (DDP, Horovod). The dataset names
+exported here live in :mod:`aiperf.datasets` (loaders beside their checks and the registry) and are re-exported for
+the callers that always found them here.
 
 The configuration classes (:class:`TrainConfig`, :class:`TrialSpec`, :class:`TrainResult`, :class:`EpochStats`)
 import without torch, so the master can check and store them; everything else loads torch on first use.
@@ -23,7 +25,7 @@ from aiperf.train._config import (
 )
 
 if TYPE_CHECKING:
-    from aiperf.train._data import DATASETS, Dataset, DatasetSplit, load_dataset, shard_batches
+    from aiperf.datasets._load import DATASETS, Dataset, DatasetSplit, load_dataset, shard_batches
     from aiperf.train._dist import (
         DistContext,
         broadcast_json,
@@ -62,28 +64,28 @@ __all__ = [
 ]
 
 _LAZY = {
-    "DATASETS": "_data",
-    "Dataset": "_data",
-    "DatasetSplit": "_data",
-    "load_dataset": "_data",
-    "shard_batches": "_data",
-    "DistContext": "_dist",
-    "broadcast_json": "_dist",
-    "first_host": "_dist",
-    "init_distributed": "_dist",
-    "rank_environment": "_dist",
-    "shutdown_distributed": "_dist",
-    "learning_rate": "_trainer",
-    "resolve_precision": "_trainer",
-    "train_trial": "_trainer",
-    "warm_up": "_trainer",
+    "DATASETS": "aiperf.datasets._load",
+    "Dataset": "aiperf.datasets._load",
+    "DatasetSplit": "aiperf.datasets._load",
+    "load_dataset": "aiperf.datasets._load",
+    "shard_batches": "aiperf.datasets._load",
+    "DistContext": "aiperf.train._dist",
+    "broadcast_json": "aiperf.train._dist",
+    "first_host": "aiperf.train._dist",
+    "init_distributed": "aiperf.train._dist",
+    "rank_environment": "aiperf.train._dist",
+    "shutdown_distributed": "aiperf.train._dist",
+    "learning_rate": "aiperf.train._trainer",
+    "resolve_precision": "aiperf.train._trainer",
+    "train_trial": "aiperf.train._trainer",
+    "warm_up": "aiperf.train._trainer",
 }
 
 
 def __getattr__(name: str) -> Any:
     """Load torch-dependent names on first use."""
     if name in _LAZY:
-        value = getattr(importlib.import_module(f"aiperf.train.{_LAZY[name]}"), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'aiperf.train' has no attribute {name!r}")

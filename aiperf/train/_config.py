@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from aiperf.errors import ConfigError
+from aiperf.precision import PRECISIONS
 
 if TYPE_CHECKING:
     from aiperf.arch import Graph
@@ -29,7 +30,6 @@ __all__ = [
     "TrialSpec",
 ]
 
-PRECISIONS = ("bf16", "fp16", "fp32", "tf32")
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("ddp", "horovod")
 LR_SCHEDULES = ("cosine", "step")

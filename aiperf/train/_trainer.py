@@ -31,11 +31,11 @@ import torch
 from torch import nn
 
 from aiperf.arch import build_module
+from aiperf.datasets._load import Dataset, shard_batches
 from aiperf.errors import TrainError
 from aiperf.events import EventSink
 from aiperf.flops import forward_flops, num_params, training_flops
 from aiperf.train._config import EpochStats, TrainConfig, TrainHparams, TrainResult, TrialSpec
-from aiperf.train._data import Dataset, shard_batches
 from aiperf.train._dist import Collectives, DistContext
 
 __all__ = ["ResolvedPrecision", "learning_rate", "resolve_precision", "train_trial", "warm_up"]

@@ -1,4 +1,5 @@
-"""Datasets behind one interface: ``digits``, ``cifar10``, ``imagenet`` and ``synthetic``.
+"""Loading datasets behind one interface: ``digits``, ``cifar10``, ``imagenet``, ``synthetic`` and whatever else the
+registry (:mod:`aiperf.datasets._registry`) holds; their checks live beside this module, in the same package.
 
 A :class:`Dataset` has a training and a validation :class:`DatasetSplit`. A split does not choose its own order:
 the trainer computes, per rank and epoch, which sample indices form each step (:func:`shard_batches`), and the split
@@ -23,7 +24,7 @@ import os
 import pickle
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from aiperf.datasets._cifar import CIFAR10_FILES, cifar10_folder
+from aiperf.datasets._imagenet import IMAGENET_LAYOUT, imagenet_folder
+from aiperf.datasets._registry import BUILTIN_DATASETS, dataset_entry
 from aiperf.errors import DataError
 
 __all__ = [
@@ -40,11 +44,16 @@ __all__ = [
     "FolderSplit",
     "SyntheticSplit",
     "TensorSplit",
+    "load_cifar10",
     "load_dataset",
+    "load_digits",
+    "load_imagenet",
+    "load_synthetic",
     "shard_batches",
 ]
 
-DATASETS = ("digits", "cifar10", "imagenet", "synthetic")
+#: The built-in datasets' names (the registry may hold more: :func:`aiperf.datasets.dataset_names`).
+DATASETS = BUILTIN_DATASETS
 
 _IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 # Mean and standard deviation of ImageNet-1k training images, per RGB channel, on a 0..1 scale.
@@ -350,9 +359,9 @@ class Dataset:
 
 
 def load_dataset(name: str, path: str | os.PathLike[str] | None = None, **options: Any) -> Dataset:
-    """Load a dataset by name.
+    """Load a dataset by name, as its registry entry says.
 
-    Options by dataset (all optional):
+    Options by built-in dataset (all optional):
         ``digits``: ``val_fraction=0.2``, ``split_seed=0``.
         ``cifar10`` (``path``: the ``cifar-10-batches-py`` folder or its parent): ``augment=True``.
         ``imagenet`` (``path``: a folder with ``train/`` and ``val/``, one sub-folder per class):
@@ -360,36 +369,29 @@ def load_dataset(name: str, path: str | os.PathLike[str] | None = None, **option
         ``synthetic``: ``shape=(3, 32, 32)``, ``num_classes=10``, ``train_size=1024``, ``eval_size=256``, ``seed=0``.
 
     Raises:
-        DataError: unknown name or option, missing path, wrong layout or unreadable files (one line each).
+        DataError: unknown name or option, missing path, wrong layout or unreadable files (one line each), or a
+            loader that returned another shape or number of classes than its entry fixes.
     """
-    loaders: dict[str, Callable[..., Dataset]] = {
-        "digits": _digits,
-        "cifar10": _cifar10,
-        "imagenet": _imagenet,
-        "synthetic": _synthetic,
-    }
-    if name not in loaders:
-        raise DataError(f"unknown dataset {name!r} (known: {', '.join(DATASETS)})")
-    takes_path = name in ("cifar10", "imagenet")
-    if takes_path and path is None:
+    entry = dataset_entry(name)
+    if entry.needs_path and path is None:
         raise DataError(f"{name}: needs a path to the dataset")
-    if not takes_path and path is not None:
-        raise DataError(f"{name}: takes no path (it is {'bundled' if name == 'digits' else 'generated'})")
-    allowed = {
-        "digits": {"val_fraction", "split_seed"},
-        "cifar10": {"augment"},
-        "imagenet": {"image_size", "augment"},
-        "synthetic": {"shape", "num_classes", "train_size", "eval_size", "seed"},
-    }[name]
-    unknown = sorted(set(options) - allowed)
+    if not entry.needs_path and path is not None:
+        raise DataError(f"{name}: takes no path (it is {entry.origin})")
+    unknown = sorted(set(options) - set(entry.options))
     if unknown:
-        raise DataError(f"{name}: unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(allowed))})")
-    if takes_path:
-        return loaders[name](Path(path), **options)  # type: ignore[arg-type]  # path is not None here
-    return loaders[name](**options)
+        known = ", ".join(sorted(entry.options)) or "none"
+        raise DataError(f"{name}: unknown option(s) {', '.join(unknown)} (known: {known})")
+    dataset = entry.loader(Path(path), **options) if path is not None else entry.loader(**options)
+    for what, fixed, got in (
+        ("input shape", entry.input_shape, dataset.input_shape),
+        ("number of classes", entry.num_classes, dataset.num_classes),
+    ):
+        if fixed is not None and got != fixed:
+            raise DataError(f"{name}: the loader returned {what} {got}, its registry entry says {fixed}")
+    return dataset
 
 
-def _digits(val_fraction: float = 0.2, split_seed: int = 0) -> Dataset:
+def load_digits(val_fraction: float = 0.2, split_seed: int = 0) -> Dataset:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -464,24 +466,15 @@ def _read_cifar_batch(file: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), label_array
 
 
-def _cifar10(path: Path, augment: bool = True) -> Dataset:
+def load_cifar10(path: Path, augment: bool = True) -> Dataset:
     """CIFAR-10 from the official python version (``cifar-10-batches-py``).
 
     Those files are Python pickles; they are read with a restricted unpickler that only accepts dicts, lists,
     bytes, strings, numbers and numpy arrays and raises a DataError for anything else, so a tampered file cannot
     run code (aiperf never unpickles anything else from a shared filesystem).
     """
-    if not path.is_dir():
-        raise DataError(f"cifar10: {path} is not a directory: expected the cifar-10-batches-py folder")
-    if (path / "cifar-10-batches-py").is_dir() and not (path / "data_batch_1").exists():
-        path = path / "cifar-10-batches-py"
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for name in names:
-        if not (path / name).is_file():
-            raise DataError(
-                f"cifar10: no {name} in {path}: expected the python version of CIFAR-10 (cifar-10-batches-py)"
-            )
-    parts = [_read_cifar_batch(path / name) for name in names]
+    path = cifar10_folder(path)
+    parts = [_read_cifar_batch(path / name) for name in CIFAR10_FILES]
     x_train = np.concatenate([p[0] for p in parts[:5]])
     y_train = np.concatenate([p[1] for p in parts[:5]])
     if x_train.shape[0] == 0 or parts[5][0].shape[0] == 0:
@@ -505,15 +498,11 @@ def _scan_classes(folder: Path) -> dict[str, list[str]]:
     return classes
 
 
-def _imagenet(path: Path, image_size: int = 224, augment: bool = True) -> Dataset:
-    expected = "expected train/ and val/ with one folder of JPEG/PNG images per class"
+def load_imagenet(path: Path, image_size: int = 224, augment: bool = True) -> Dataset:
+    expected = IMAGENET_LAYOUT
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
         raise DataError(f"imagenet: image_size must be an integer >= 8, got {image_size!r}")
-    if not path.is_dir():
-        raise DataError(f"imagenet: {path} is not a directory: {expected}")
-    for split in ("train", "val"):
-        if not (path / split).is_dir():
-            raise DataError(f"imagenet: no {split}/ in {path}: {expected}")
+    path = imagenet_folder(path)
     train_classes = _scan_classes(path / "train")
     val_classes = _scan_classes(path / "val")
     if not train_classes:
@@ -541,7 +530,7 @@ def _imagenet(path: Path, image_size: int = 224, augment: bool = True) -> Datase
     )
 
 
-def _synthetic(
+def load_synthetic(
     shape: Sequence[int] = (3, 32, 32),
     num_classes: int = 10,
     train_size: int = 1024,
