@@ -77,3 +77,23 @@ def slurm_cluster() -> Iterator[LocalCluster]:
     finally:
         if started:
             _script("stop", timeout=120)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """torch on one thread for the test. On a shared machine, two OpenMP threads that other processes keep
+    descheduling spin at every barrier and can run 10x slower; one thread slows down in proportion to the load."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def digits() -> object:
+    """The digits dataset, loaded once for the session (read-only: its splits are never modified)."""
+    from aiperf.train import load_dataset
+
+    return load_dataset("digits")

@@ -7,6 +7,7 @@ allowed, these tests skip with the reason -- or fail when ``AIPERF_REQUIRE_SERVI
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -31,17 +32,16 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"cannot mount a tiny tmpfs to fill up: {reason}")
 
 
-@pytest.fixture
-def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    """A freshly mounted 64 KiB tmpfs (16 pages), unmounted afterwards."""
+@contextlib.contextmanager
+def _tmpfs(point: Path, size: str) -> Iterator[Path]:
+    """A freshly mounted tmpfs of ``size`` at ``point`` (created), unmounted afterwards; skips without root."""
     if os.geteuid() != 0:
         _unavailable("not root (run the fault tests as root, e.g. in the CI container)")
     if shutil.which("mount") is None or shutil.which("umount") is None:
         _unavailable("no mount/umount command")
-    point = tmp_path / "tiny"
     point.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(point)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(point)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -54,6 +54,13 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
     finally:
         if subprocess.run(["umount", str(point)], capture_output=True, timeout=30, check=False).returncode != 0:
             subprocess.run(["umount", "-l", str(point)], capture_output=True, timeout=30, check=False)
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs (16 pages): a journal fills it within a few records."""
+    with _tmpfs(tmp_path / "tiny", "64k") as point:
+        yield point
 
 
 def _free_bytes(path: Path) -> int:
@@ -231,25 +238,9 @@ def test_torn_line_on_a_full_disk_is_ended_once_space_returns(tiny_fs: Path) -> 
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A freshly mounted 256 MiB tmpfs to hold a whole experiment, unmounted afterwards."""
-    if os.geteuid() != 0:
-        _unavailable("not root (run the fault tests as root, e.g. in the CI container)")
-    point = tmp_path / "small"
-    point.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256m,mode=0755", "tmpfs", str(point)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    if done.returncode != 0:
-        _unavailable(f"mount -t tmpfs failed: {done.stderr.strip() or done.returncode}")
-    try:
+    """A 256 MiB tmpfs to hold a whole experiment."""
+    with _tmpfs(tmp_path / "small", "256m") as point:
         yield point
-    finally:
-        if subprocess.run(["umount", str(point)], capture_output=True, timeout=30, check=False).returncode != 0:
-            subprocess.run(["umount", "-l", str(point)], capture_output=True, timeout=30, check=False)
 
 
 def _fill_up(point: Path) -> Path:

@@ -20,7 +20,7 @@ from aiperf.history import JournalWriter
 from aiperf.paths import ExperimentPaths, atomic_write_json
 from aiperf.report import analyze, format_summary
 from aiperf.report._hardware import STALL_LIMIT
-from aiperf.train import Dataset, TrainConfig, TrialSpec, load_dataset, train_trial
+from aiperf.train import Dataset, TrainConfig, TrialSpec, train_trial
 
 HPARAMS = {"learning_rate": 0.05, "batch_size": 128}
 DELAY_S = 0.05
@@ -44,17 +44,7 @@ class SlowSplit(DatasetSplit):
             yield batch
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits() -> Dataset:
-    return load_dataset("digits")
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _train(ds: Dataset, sink: object, trial: str) -> list[dict[str, float]]:

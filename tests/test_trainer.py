@@ -21,7 +21,6 @@ from aiperf.errors import ConfigError, TrainError
 from aiperf.events import ListSink
 from aiperf.flops import forward_flops, num_params, training_flops
 from aiperf.train import (
-    Dataset,
     TrainConfig,
     TrialSpec,
     learning_rate,
@@ -42,19 +41,7 @@ def payload_fields(kind: str) -> set[str]:
     return {name for name in block.split("``")[1::2] if name.isidentifier()}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # One thread: on a shared machine, two OpenMP threads that other processes keep descheduling spin at every
-    # barrier and can run 10x slower; one thread slows down in proportion to the load.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits() -> Dataset:
-    return load_dataset("digits")
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")
