@@ -41,7 +41,8 @@ Payloads by ``type`` (all times are unix seconds; all image counts are totals ov
     ``moved`` (the worker id), ``from_node``, ``to_node``, ``reason``: the worker's next launch goes elsewhere.
 ``worker_start`` (worker)
     ``node``, ``ranks``, ``devices``, ``pid``, ``startup_s`` (seconds from the process's start to this record:
-    imports, data, search state; null where unknown).
+    imports, data, search state; null where unknown), ``clock_skew_s`` (seconds the worker's clock is ahead of the
+    experiment's file system; null where it could not be measured).
 ``heartbeat`` (worker)
     ``trial`` (current trial id or null).
 ``proposal`` (worker, rank 0)
@@ -71,7 +72,8 @@ Payloads by ``type`` (all times are unix seconds; all image counts are totals ov
     ``journal_s`` (seconds the worker's main thread spent appending this trial's records, from its proposal to its
     last epoch).
 ``worker_stop`` (worker)
-    ``reason``, ``journal_s`` (seconds the main thread spent appending records over the worker's life).
+    ``reason``, ``journal_s`` (seconds the main thread spent appending records over the worker's life),
+    ``clock_skew_s`` (where a skewed clock stopped the worker before its ``worker_start``).
 ``probe`` (master)
     ``node``, ``node_host``, ``precision``, ``peak_flops`` (dense GEMM, sum over the node's devices),
     ``per_device_flops``, ``device``, ``device_name``, ``devices``, ``threads``, ``gpus`` (NVML snapshot or null),
@@ -86,13 +88,19 @@ Payloads by ``type`` (all times are unix seconds; all image counts are totals ov
 
 Timing fields (``*_s``) are additive diagnostics for the overhead benchmark (bench/bench_duty_cycle.py); readers
 must not require them.
+
+Reading: :func:`decode` turns a record into its frozen dataclass or names the field that is wrong, and
+:func:`try_decode` does the same for a reader that goes on past a bad record. ``aiperf.report.analyze`` decodes each
+record once and hands the result both to its replay and to the integrity checks (``aiperf.integrity``); the master's
+live views (``aiperf.monitor``) decode what they fold. The search's replay (``aiperf.search.SearchState``) reads its
+four record types itself, by a contract of its own: see its module.
 """
 
 from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Protocol
 
@@ -121,6 +129,7 @@ __all__ = [
     "WorkerStop",
     "Probe",
     "decode",
+    "try_decode",
     "TYPED",
     "EventSink",
     "ListSink",
@@ -184,6 +193,7 @@ class ExperimentStart(Event):
     launcher: str | None = None
     workers: int | None = None
     dataset_problems: list[Any] | None = None
+    environment: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -249,6 +259,7 @@ class WorkerStart(Event):
     ranks: int = 1
     devices: str | list[str] | None = None
     pid: int | None = None
+    clock_skew_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -304,6 +315,9 @@ class EpochEvent(Event):
     images_per_s: float | None = None
     train_seconds: float | None = None
     eval_seconds: float | None = None
+    train_loss: float | None = None
+    eval_loss: float | None = None
+    lr: float | None = None
 
 
 @dataclass(frozen=True)
@@ -321,6 +335,7 @@ class TrialEnd(Event):
 class WorkerStop(Event):
     TYPE: ClassVar[str] = "worker_stop"
     reason: str | None = None
+    clock_skew_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -387,36 +402,49 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
 }
 
 
-def _field_types(cls: type[Event]) -> dict[str, Any]:
-    cached = _TYPES.get(cls.TYPE)
-    if cached is None:
-        hints = typing.get_type_hints(cls)
-        cached = _TYPES[cls.TYPE] = {f.name: hints[f.name] for f in fields(cls)}
-    return cached
+_Check = Callable[[Any], bool]
 
 
-_TYPES: dict[str, dict[str, Any]] = {}
-
-
-def _fits(value: Any, kind: Any) -> bool:
-    """Whether a JSON value has the declared type (bools are never numbers; ints are floats)."""
+def _checker(kind: Any) -> _Check:
+    """A test of whether a JSON value has the declared type (bools are never numbers; ints are floats), built once
+    per field so that decoding a record costs one call per field, not a walk of its type hint."""
     origin = typing.get_origin(kind)
     if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, k) for k in typing.get_args(kind))
+        options = tuple(_checker(k) for k in typing.get_args(kind))
+        return lambda value: any(check(value) for check in options)
     if kind is type(None):
-        return value is None
+        return lambda value: value is None
     if kind is Any:
-        return True
-    if isinstance(value, bool):
-        return kind is bool
+        return lambda value: True
     if kind is float:
-        return isinstance(value, int | float)
+        return lambda value: isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return lambda value: isinstance(value, int) and not isinstance(value, bool)
     if origin is list:
         (item,) = typing.get_args(kind)
-        return isinstance(value, list) and all(_fits(v, item) for v in value)
+        each = _checker(item)
+        return lambda value: isinstance(value, list) and all(each(v) for v in value)
     if origin is dict:
-        return isinstance(value, dict)
-    return isinstance(value, kind)
+        return lambda value: isinstance(value, dict)
+    if kind is bool:
+        return lambda value: isinstance(value, bool)
+    return lambda value: isinstance(value, kind) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    hint: Any
+    check: _Check
+    to_float: bool  # a ``float`` field: an int is stored as a float
+
+
+def _fields_of(cls: type[Event]) -> tuple[_Field, ...]:
+    hints = typing.get_type_hints(cls)
+    return tuple(_Field(f.name, hints[f.name], _checker(hints[f.name]), hints[f.name] is float) for f in fields(cls))
+
+
+_FIELDS: dict[str, tuple[_Field, ...]] = {kind: _fields_of(cls) for kind, cls in _CLASSES.items()}
 
 
 def decode(record: Mapping[str, Any]) -> Event:
@@ -430,16 +458,27 @@ def decode(record: Mapping[str, Any]) -> Event:
         if name not in record:
             raise EventError(f"{cls.TYPE} record has no {name!r}")
     values: dict[str, Any] = {}
-    for name, hint in _field_types(cls).items():
-        if name not in record:
+    for f in _FIELDS[cls.TYPE]:
+        if f.name not in record:
             continue
-        value = record[name]
-        if not _fits(value, hint):
-            raise EventError(f"{cls.TYPE} record's {name!r} is {value!r:.60}, not {_type_name(hint)}")
-        values[name] = float(value) if hint is float else value
+        value = record[f.name]
+        if not f.check(value):
+            raise EventError(f"{cls.TYPE} record's {f.name!r} is {value!r:.60}, not {_type_name(f.hint)}")
+        values[f.name] = float(value) if f.to_float else value
     if "seq" not in values or "worker" not in values or "time" not in values:
         raise EventError(f"{cls.TYPE} record has no envelope (seq, worker, time)")
     return cls(**values)
+
+
+def try_decode(record: Mapping[str, Any]) -> Event | EventError | None:
+    """:func:`decode` for a reader that goes on past a bad record: the event, the error that refuses it, or None for
+    a type this model leaves to its own reader (``energy``, or a type of a newer version)."""
+    if record.get("type") not in TYPED:
+        return None
+    try:
+        return decode(record)
+    except EventError as exc:
+        return exc
 
 
 def _type_name(kind: Any) -> str:

@@ -39,8 +39,8 @@ from typing import Any
 
 from aiperf.events import (
     CONTROL_TYPES,
-    TYPED,
     EpochEvent,
+    Event,
     EventError,
     ExperimentEnd,
     ExperimentStart,
@@ -50,7 +50,7 @@ from aiperf.events import (
     TrialEnd,
     TrialStart,
     WorkerStart,
-    decode,
+    try_decode,
 )
 
 __all__ = [
@@ -273,13 +273,21 @@ class IntegrityChecker:
             self.findings.append(Finding(check, message))
 
     # -- the master's journal --------------------------------------------------------------------------------------
-    def master(self, records: Sequence[Mapping[str, Any]], rules: Mapping[str, Any] | None) -> None:
-        """The master's records: the window, the rules, launches and the heads of the worker journals."""
+    def master(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        rules: Mapping[str, Any] | None,
+        events: Sequence[Event | EventError | None] | None = None,
+    ) -> None:
+        """The master's records: the window, the rules, launches and the heads of the worker journals. ``events``:
+        each record as :func:`aiperf.events.try_decode` gives it, where the caller decoded them already (one decode
+        per record for every consumer of the pass); decoded here otherwise."""
         from aiperf.config import Config
 
         self.journals_seen.add("master")
-        for record in records:
-            event = self._decode(record)
+        decoded = events if events is not None else [try_decode(r) for r in records]
+        for record, typed in zip(records, decoded, strict=True):
+            event = self._decode(record, typed)
             if isinstance(event, ExperimentStart):
                 if self.start is not None:
                     self.add("record", f"master record {event.seq}: a second experiment_start")
@@ -344,8 +352,15 @@ class IntegrityChecker:
                 self.final_heads[str(worker)] = (head[0], head[1])
 
     # -- worker journals -------------------------------------------------------------------------------------------
-    def journal(self, writer: str, records: Sequence[Mapping[str, Any]], hashes: Sequence[str]) -> None:
-        """One worker journal's records in file order, with each record's line hash."""
+    def journal(
+        self,
+        writer: str,
+        records: Sequence[Mapping[str, Any]],
+        hashes: Sequence[str],
+        events: Sequence[Event | EventError | None] | None = None,
+    ) -> None:
+        """One worker journal's records in file order, with each record's line hash (and, as for :meth:`master`,
+        each record decoded where the caller did so)."""
         self.journals_seen.add(writer)
         if writer not in self.launched and self.start is not None:
             self.add("launch", f"journals/{writer}.jsonl: {writer} was never launched by the master")
@@ -355,7 +370,8 @@ class IntegrityChecker:
         matched: set[int] = set()
         final = self.final_heads.get(writer)
         late = 0
-        for record, line_hash in zip(records, hashes, strict=True):
+        decoded = events if events is not None else [None] * len(records)
+        for record, line_hash, typed in zip(records, hashes, decoded, strict=True):
             seq = record.get("seq")
             if isinstance(seq, int) and seq in anchors:
                 if head_hash(line_hash) != anchors[seq]:
@@ -368,7 +384,7 @@ class IntegrityChecker:
             if final is not None and isinstance(seq, int) and seq > final[0] and kind in _WORK_TYPES:
                 late += 1
                 continue
-            event = self._decode(record)
+            event = self._decode(record, typed if events is not None else try_decode(record))
             if event is not None:
                 self._worker_event(writer, event, state, trials)
         self._recount()
@@ -590,16 +606,13 @@ class IntegrityChecker:
                 )
         return out
 
-    def _decode(self, record: Mapping[str, Any]) -> Any:
-        """The typed record, or None: a malformed one is a finding; a type nothing here checks (a diagnostic such as
-        telemetry) is left to its own reader."""
-        if record.get("type") not in TYPED:
+    def _decode(self, record: Mapping[str, Any], typed: Event | EventError | None) -> Any:
+        """The typed record (``typed``, from :func:`aiperf.events.try_decode`), or None: a malformed one is a finding;
+        a type nothing here checks (a diagnostic such as telemetry) is left to its own reader."""
+        if isinstance(typed, EventError):
+            self.add("record", f"{record.get('worker')} record {record.get('seq')}: {typed}")
             return None
-        try:
-            return decode(record)
-        except EventError as exc:
-            self.add("record", f"{record.get('worker')} record {record.get('seq')}: {exc}")
-            return None
+        return typed
 
 
 def _equal(a: float, b: float) -> bool:

@@ -19,7 +19,9 @@ TensorBoard layout, written only by the master, made to stay usable at tens of t
 ``hparams/<trial>/`` -- ``tensorboard --logdir <experiment>/hparams``: one HParams session per ended trial, with
     its hyperparameters, FLOPs per image, parameters, depth, worker and round, its metrics and its status.
 
-The live figures follow :mod:`aiperf.score` (an epoch counts once finished; the score divides by the time since
+Records are read through the typed event model (:func:`aiperf.events.try_decode`; one that does not decode is
+skipped here, and reported by ``analyze``), and every figure comes from :mod:`aiperf.score` (an epoch's FLOPs, the
+score, the regulated score and the efficiency; an epoch counts once finished, the score divides by the time since
 ``t0``), so the last point agrees with the final report. A master restarted with ``--resume`` replays the journals
 into a fresh monitor: experiment steps simply continue (they are later), the epochs run is rewritten from its first
 point with TensorBoard's purge marker, so no curve is doubled, and sessions already written are kept.
@@ -35,16 +37,30 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO, TypeGuard
 
 from aiperf.config import format_duration
 from aiperf.errors import AiperfError
+from aiperf.events import (
+    EpochEvent,
+    Event,
+    EventError,
+    ExperimentEnd,
+    ExperimentStart,
+    Probe,
+    ProposalEvent,
+    TrialEnd,
+    TrialStart,
+    WorkerStart,
+    WorkerStop,
+    try_decode,
+)
 from aiperf.paths import ExperimentPaths, check_id
 from aiperf.report import format_percent, format_rate
-from aiperf.score import regulated_score
+from aiperf.score import EpochWork, efficiency, epoch_work, point_from_totals
 
 __all__ = [
     "EPOCH_METRICS",
@@ -99,14 +115,6 @@ class _Worker:
 
 
 @dataclass
-class _Epoch:
-    t_end: float
-    flops: float
-    top1: float
-    eval_images: int
-
-
-@dataclass
 class LiveState:
     """Running totals folded from journal records.
 
@@ -122,16 +130,17 @@ class LiveState:
     trials: dict[str, str] = field(default_factory=dict)
     peaks: dict[str, float] = field(default_factory=dict)  # node -> best probed dense-GEMM peak (FLOP/s)
     _seen: set[tuple[str, int]] = field(default_factory=set, init=False, repr=False)
-    _pending: list[_Epoch] = field(default_factory=list, init=False, repr=False)
-    _all: list[_Epoch] = field(default_factory=list, init=False, repr=False)
+    _pending: list[EpochWork] = field(default_factory=list, init=False, repr=False)
+    _all: list[EpochWork] = field(default_factory=list, init=False, repr=False)
     _cutoff: float = field(default=-math.inf, init=False, repr=False)
     _flops: float = field(default=0.0, init=False, repr=False)
     _epochs: int = field(default=0, init=False, repr=False)
-    _best: _Epoch | None = field(default=None, init=False, repr=False)
+    _best: EpochWork | None = field(default=None, init=False, repr=False)
 
-    def update(self, records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-        """Fold in ``records`` (any order, repeats ignored); returns the ones that were new."""
-        new: list[Mapping[str, Any]] = []
+    def update(self, records: Iterable[Mapping[str, Any]]) -> list[Event]:
+        """Fold in ``records`` (any order, repeats ignored); returns the typed form of the new ones (records of types
+        the event model leaves to their own readers, such as ``energy``, only mark their writer as alive)."""
+        new: list[Event] = []
         for record in records:
             try:
                 key = (str(record["worker"]), int(record["seq"]))
@@ -141,52 +150,60 @@ class LiveState:
                 continue
             self._seen.add(key)
             try:
-                self._fold(record)
+                self._seen_alive(key[0], float(record["time"]))
             except (KeyError, TypeError, ValueError):
+                continue
+            event = try_decode(record)
+            if isinstance(event, EventError) or event is None:
                 continue  # an unusable record: analyze() reports it; the live view just skips it
-            new.append(record)
+            handler = _FOLD.get(event.TYPE)
+            if handler is not None:
+                handler(self, event)
+            new.append(event)
         return new
 
-    def _fold(self, record: Mapping[str, Any]) -> None:
-        kind = record.get("type")
-        writer = str(record["worker"])
-        stamp = float(record["time"])
+    def _seen_alive(self, writer: str, stamp: float) -> None:
         if writer != "master":
             w = self.workers.setdefault(writer, _Worker(last_seen=stamp))
             w.last_seen = max(w.last_seen, stamp)
-        if kind == "experiment_start":
-            if self.t0 is None:
-                self.t0 = float(record["t0"])
-            if self.deadline is None:
-                self.deadline = float(record["deadline"])
-            stuck = ((record.get("config") or {}).get("run") or {}).get("stuck_after_s")
-            if self.stale_after_s is None and isinstance(stuck, int | float) and stuck > 0:
-                self.stale_after_s = float(stuck)
-        elif kind == "experiment_end":
-            self.t_end = float(record["t_end"])  # an earlier end than the last cutoff recounts in _advance
-        elif kind == "worker_start":
-            self.workers[writer].stopped = False
-            node = record.get("node")
-            self.workers[writer].node = str(node) if node is not None else None
-        elif kind == "probe":
-            peak = float(record["peak_flops"])
-            node = str(record["node"])
-            if math.isfinite(peak) and peak > 0:
-                self.peaks[node] = max(peak, self.peaks.get(node, 0.0))  # as the report: the best reading
-        elif kind == "worker_stop":
-            self.workers[writer].stopped = True
-        elif kind == "proposal":
-            self.trials.setdefault(str(record["trial"]), "running")
-        elif kind == "trial_end":
-            self.trials[str(record["trial"])] = str(record.get("status"))
-        elif kind == "epoch":
-            flops = float(record["train_flops_per_image"]) * int(record["train_images"]) + float(
-                record["eval_flops_per_image"]
-            ) * int(record["eval_images"])
-            epoch = _Epoch(float(record["t_end"]), flops, float(record["top1"]), int(record["eval_images"]))
-            self.trials.setdefault(str(record["trial"]), "running")
-            self._all.append(epoch)
-            self._pending.append(epoch)
+
+    # -- one handler per record type the live figures need ---------------------------------------------------------
+    def _on_experiment_start(self, event: ExperimentStart) -> None:
+        if self.t0 is None:
+            self.t0 = event.t0
+        if self.deadline is None:
+            self.deadline = event.deadline
+        stuck = ((event.config or {}).get("run") or {}).get("stuck_after_s")
+        if self.stale_after_s is None and isinstance(stuck, int | float) and stuck > 0:
+            self.stale_after_s = float(stuck)
+
+    def _on_experiment_end(self, event: ExperimentEnd) -> None:
+        self.t_end = event.t_end  # an earlier end than the last cutoff recounts in _advance
+
+    def _on_worker_start(self, event: WorkerStart) -> None:
+        if event.worker in self.workers:  # never the master's
+            self.workers[event.worker].stopped = False
+            self.workers[event.worker].node = event.node
+
+    def _on_worker_stop(self, event: WorkerStop) -> None:
+        if event.worker in self.workers:
+            self.workers[event.worker].stopped = True
+
+    def _on_probe(self, event: Probe) -> None:
+        if math.isfinite(event.peak_flops) and event.peak_flops > 0:  # as the report: a node's best reading
+            self.peaks[event.node] = max(event.peak_flops, self.peaks.get(event.node, 0.0))
+
+    def _on_proposal(self, event: ProposalEvent) -> None:
+        self.trials.setdefault(event.trial, "running")
+
+    def _on_trial_end(self, event: TrialEnd) -> None:
+        self.trials[event.trial] = event.status
+
+    def _on_epoch(self, event: EpochEvent) -> None:
+        work = epoch_work(event)
+        self.trials.setdefault(event.trial, "running")
+        self._all.append(work)
+        self._pending.append(work)
 
     def _recount(self) -> None:
         """Start the totals over (the window's end moved earlier than epochs already counted)."""
@@ -198,7 +215,7 @@ class LiveState:
         if cutoff < self._cutoff:
             self._recount()
         self._cutoff = cutoff
-        keep: list[_Epoch] = []
+        keep: list[EpochWork] = []
         for e in self._pending:
             if e.t_end <= cutoff:
                 self._flops += e.flops
@@ -230,24 +247,34 @@ class LiveState:
         end = self.t_end if self.t_end is not None else self.deadline
         cutoff = min(now, end)
         self._advance(cutoff)
-        elapsed = max(cutoff - self.t0, 0.0)
-        score = self._flops / elapsed if elapsed > 0 else 0.0
-        best = self._best.top1 if self._best else 0.0
+        point = point_from_totals(self._flops, self._epochs, self._best, max(cutoff - self.t0, 0.0))
         return LiveSnapshot(
             started=True,
             ended=self.t_end is not None or now >= self.deadline,
-            elapsed_s=elapsed,
+            elapsed_s=point.t,
             remaining_s=max(end - now, 0.0),
             window_s=self.deadline - self.t0,
-            flops=self._flops,
-            score=score,
-            regulated=regulated_score(score, best, self._best.eval_images if self._best else 0),
-            best_top1=best,
-            error=1.0 - best,
-            epochs=self._epochs,
-            efficiency=score / math.fsum(self.peaks.values()) if self.peaks else None,
+            flops=point.flops,
+            score=point.score,
+            regulated=point.regulated,
+            best_top1=point.best_top1,
+            error=point.error,
+            epochs=point.epochs,
+            efficiency=efficiency(point.score, self.peaks.values()),
             **common,
         )
+
+
+_FOLD: dict[str, Callable[[LiveState, Any], None]] = {
+    "experiment_start": LiveState._on_experiment_start,
+    "experiment_end": LiveState._on_experiment_end,
+    "worker_start": LiveState._on_worker_start,
+    "worker_stop": LiveState._on_worker_stop,
+    "probe": LiveState._on_probe,
+    "proposal": LiveState._on_proposal,
+    "trial_end": LiveState._on_trial_end,
+    "epoch": LiveState._on_epoch,
+}
 
 
 class Progress:
@@ -428,30 +455,31 @@ class TensorBoardMonitor:
         new = self.state.update(records)
         wrote_epoch = False
         try:
-            for record in new:
-                kind = record.get("type")
-                if kind == "epoch":
-                    wrote_epoch = self._write_epoch(record) or wrote_epoch
-                    info = self._trial(record)  # only the count and the last epoch are kept until trial_end
-                    info["epochs"], info["last_epoch"] = info.get("epochs", 0) + 1, record
-                elif kind == "proposal":  # the architecture JSON is not kept: its depth is all a session shows
-                    keep = {k: record.get(k) for k in ("hparams", "round", "time")}
-                    self._trial(record)[kind] = {**keep, "depth": _depth(record.get("arch"))}
-                elif kind == "trial_start":
-                    self._trial(record)[kind] = {k: record.get(k) for k in ("params", "train_flops_per_image")}
-                elif kind == "trial_end":
-                    self._write_session(record)
+            for event in new:
+                if isinstance(event, EpochEvent):
+                    wrote_epoch = self._write_epoch(event) or wrote_epoch
+                    info = self._trial(event.trial)  # only the count and the last epoch are kept until trial_end
+                    info["epochs"] = info.get("epochs", 0) + 1
+                    info["last_epoch"] = {key: getattr(event, key) for key in EPOCH_METRICS}
+                elif isinstance(event, ProposalEvent):  # the architecture JSON is not kept: its depth is all it shows
+                    keep = {"hparams": event.hparams, "round": event.round, "time": event.time}
+                    self._trial(event.trial)["proposal"] = {**keep, "depth": _depth(event.arch)}
+                elif isinstance(event, TrialStart):
+                    started = {"params": event.params, "train_flops_per_image": event.train_flops_per_image}
+                    self._trial(event.trial)["trial_start"] = started
+                elif isinstance(event, TrialEnd):
+                    self._write_session(event)
             self._write_experiment(now)
             if wrote_epoch:
                 self._epochs.flush()
         except OSError as exc:
             self.problems.append(f"cannot write TensorBoard files under {self.paths.root}: {exc}")
 
-    def _trial(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        return self._trials.setdefault(str(record.get("trial")), {})
+    def _trial(self, trial: str) -> dict[str, Any]:
+        return self._trials.setdefault(trial, {})
 
-    def _write_epoch(self, record: Mapping[str, Any]) -> bool:
-        worker = str(record.get("worker"))
+    def _write_epoch(self, event: EpochEvent) -> bool:
+        worker = event.worker
         try:
             check_id(worker, "worker id")  # a tag is not a path, but an id TensorBoard would mangle is no use either
         except AiperfError as exc:
@@ -462,17 +490,16 @@ class TensorBoardMonitor:
                 str(self.paths.tensorboard / "epochs"), 0 if self._rewrite_epochs else None
             )
         step = self._worker_epochs[worker] = self._worker_epochs.get(worker, 0) + 1
-        walltime = record.get("t_end")
-        wall = float(walltime) if _number(walltime) else None
+        wall = event.t_end if _number(event.t_end) else None
         for key, metric in EPOCH_METRICS.items():
-            value = record.get(key)
+            value = getattr(event, key)
             if _number(value):
                 self._epochs.add_scalar(f"{metric}/{worker}", float(value), global_step=step, walltime=wall)
         return True
 
-    def _write_session(self, end: Mapping[str, Any]) -> None:
-        """One HParams session for the trial that ``end`` closes, unless one is on disk already (a replay)."""
-        trial = str(end.get("trial"))
+    def _write_session(self, ended: TrialEnd) -> None:
+        """One HParams session for the trial that ``ended`` closes, unless one is on disk already (a replay)."""
+        trial = ended.trial
         info = self._trials.pop(trial, {})
         try:
             folder = self.paths.trial_tensorboard(trial)
@@ -481,8 +508,9 @@ class TensorBoardMonitor:
             return
         if folder.is_dir() and any(folder.glob("events.out.tfevents.*")):
             return
-        hparams, metrics, start, status = session_content(trial, info, end)
-        write_session(folder, trial, hparams, metrics, start, float(end.get("time", start)), status)
+        end = {"worker": ended.worker, "status": ended.status, "best_top1": ended.best_top1, "reward": ended.reward}
+        hparams, metrics, start, status = session_content(trial, info, {**end, "time": ended.time})
+        write_session(folder, trial, hparams, metrics, start, ended.time, status)
         self.sessions_written += 1
 
     def _write_experiment(self, now: float) -> None:

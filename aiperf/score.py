@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aiperf.events import EpochEvent
 from aiperf.precision import PRECISIONS
 
 __all__ = [
@@ -37,9 +38,11 @@ __all__ = [
     "Rule",
     "ScorePoint",
     "efficiency",
+    "epoch_flops",
     "epoch_work",
     "error_floor",
     "final_point",
+    "point_from_totals",
     "regulated_score",
     "score_at",
     "timeline",
@@ -67,11 +70,33 @@ class EpochWork:
     precision: str
 
 
-def epoch_work(event: Mapping[str, Any]) -> EpochWork:
-    """The work of one ``epoch`` event (see aiperf.events)."""
+def epoch_flops(
+    train_flops_per_image: float, train_images: int, eval_flops_per_image: float, eval_images: int
+) -> float:
+    """The FLOPs one finished epoch adds to ``FLOPs(t)``: its trained and its evaluated images, each at the graph's
+    analytical count per image (the one place this sum is written: the report and the live views both use it)."""
+    return float(train_flops_per_image) * train_images + float(eval_flops_per_image) * eval_images
+
+
+def epoch_work(event: Mapping[str, Any] | EpochEvent) -> EpochWork:
+    """The work of one ``epoch`` event (see aiperf.events): its typed form, or the record as a mapping."""
+    if isinstance(event, EpochEvent):
+        return EpochWork(
+            trial=event.trial,
+            worker=event.worker,
+            epoch=event.epoch,
+            t_end=event.t_end,
+            flops=epoch_flops(
+                event.train_flops_per_image, event.train_images, event.eval_flops_per_image, event.eval_images
+            ),
+            top1=event.top1,
+            train_images=event.train_images,
+            eval_images=event.eval_images,
+            precision=event.precision or "",
+        )
     train_images = int(event["train_images"])
     eval_images = int(event["eval_images"])
-    flops = float(event["train_flops_per_image"]) * train_images + float(event["eval_flops_per_image"]) * eval_images
+    flops = epoch_flops(event["train_flops_per_image"], train_images, event["eval_flops_per_image"], eval_images)
     return EpochWork(
         trial=str(event["trial"]),
         worker=str(event.get("worker", "")),
@@ -117,10 +142,15 @@ def score_at(epochs: Sequence[EpochWork], t0: float, t: float) -> ScorePoint:
 
 
 def _point(done: Sequence[EpochWork], t0: float, t: float) -> ScorePoint:
-    flops = math.fsum(e.flops for e in done)
-    elapsed = t - t0
-    score = flops / elapsed if elapsed > 0 else 0.0
     best = max(done, key=lambda e: e.top1, default=None)
+    return point_from_totals(math.fsum(e.flops for e in done), len(done), best, t - t0)
+
+
+def point_from_totals(flops: float, epochs: int, best: EpochWork | None, elapsed: float) -> ScorePoint:
+    """The figures from running totals: ``flops`` of ``epochs`` finished epochs, the epoch with the best top-1 (its
+    validation set floors the error), over ``elapsed`` seconds since ``t0``. A reader that keeps totals as records
+    arrive (the live views) gets the same figures as one that sums the epochs (the report)."""
+    score = flops / elapsed if elapsed > 0 else 0.0
     best_top1 = best.top1 if best else 0.0
     eval_images = best.eval_images if best else 0
     return ScorePoint(
@@ -130,7 +160,7 @@ def _point(done: Sequence[EpochWork], t0: float, t: float) -> ScorePoint:
         best_top1=best_top1,
         error=1.0 - best_top1,
         regulated=regulated_score(score, best_top1, eval_images),
-        epochs=len(done),
+        epochs=epochs,
     )
 
 

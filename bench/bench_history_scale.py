@@ -6,7 +6,7 @@
    records with every field the trainer and worker write, and heartbeats) -- with :class:`FastJournalWriter`, which
    produces the very bytes :class:`aiperf.history.JournalWriter` does (hash chain included; checked at start-up
    against the real writer) but fsyncs once per file instead of once per record. Each reader then runs in a fresh
-   process, timed, with its peak resident memory: ``JournalSet.poll`` + ``aiperf.search.History`` with the cyclic
+   process, timed, with its peak resident memory: ``JournalSet.poll`` + ``aiperf.search.SearchState`` with the cyclic
    collector running (a worker's incremental reads; their per-record cost feeds bench/sim_master.py), the same
    with the collector paused (a worker's start-up replay, ``start-up s``), and ``aiperf.report.analyze`` (what the
    master and ``aiperf report`` do).
@@ -276,7 +276,7 @@ def child(mode: str, root: Path) -> dict[str, Any]:
     from aiperf.history import JournalSet, cyclic_gc_paused
     from aiperf.paths import ExperimentPaths
     from aiperf.report import analyze
-    from aiperf.search import History
+    from aiperf.search import SearchState
 
     base = _maxrss_mb()
     out: dict[str, Any] = {"mode": mode}
@@ -284,7 +284,7 @@ def child(mode: str, root: Path) -> dict[str, Any]:
         start = time.perf_counter()
         records = JournalSet(Path(root) / "journals").poll(final=True)
         read = time.perf_counter()
-        history = History()
+        history = SearchState()
         history.extend(records)
         done = time.perf_counter()
         out.update(read_s=read - start, apply_s=done - read, seconds=done - start, records=len(records))
@@ -292,7 +292,7 @@ def child(mode: str, root: Path) -> dict[str, Any]:
     elif mode == "startup":  # a worker's start-up replay: the same, with the cyclic collector paused (worker.py)
         start = time.perf_counter()
         with cyclic_gc_paused():
-            history = History()
+            history = SearchState()
             history.extend(JournalSet(Path(root) / "journals").poll(final=True))
         out.update(seconds=time.perf_counter() - start, trials=len(history))
     else:
@@ -476,15 +476,17 @@ def fsync_cost(records: int = 200) -> float:
 
 
 def parse_costs(root: Path) -> dict[str, float]:
-    """Seconds per record to read (JournalReader) and apply (History) each record type, from a written experiment."""
+    """Seconds per record to read (JournalReader), apply (SearchState) and decode (aiperf.events, what analyze does
+    once per record for the report and the integrity checks), from a written experiment."""
+    from aiperf.events import try_decode
     from aiperf.history import JournalSet
-    from aiperf.search import History
+    from aiperf.search import SearchState
 
     start = time.perf_counter()
     records = JournalSet(Path(root) / "journals").poll(final=True)
     read_s = time.perf_counter() - start
     nbytes = sum(p.stat().st_size for p in (Path(root) / "journals").glob("*.jsonl"))
-    history = History()
+    history = SearchState()
     start = time.perf_counter()
     history.extend(records)
     apply_s = time.perf_counter() - start
@@ -493,7 +495,12 @@ def parse_costs(root: Path) -> dict[str, float]:
     for r in heartbeats:
         history.apply(r)
     heartbeat_apply = (time.perf_counter() - start) / max(1, len(heartbeats))
+    start = time.perf_counter()
+    for r in records:
+        try_decode(r)
+    decode_s = time.perf_counter() - start
     return {
+        "decode_per_record_s": decode_s / len(records),
         "read_per_record_s": read_s / len(records),
         "read_per_byte_s": read_s / nbytes,
         "bytes_per_record": nbytes / len(records),
@@ -605,7 +612,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         p = saved["parse"]
         print(
             f"per record: read {1e6 * p['read_per_record_s']:.1f} us ({p['bytes_per_record']:.0f} B), "
-            f"History.apply {1e6 * p['apply_per_record_s']:.2f} us (a heartbeat {1e6 * p['heartbeat_apply_s']:.2f} us)"
+            f"SearchState.apply {1e6 * p['apply_per_record_s']:.2f} us"
+            f" (a heartbeat {1e6 * p['heartbeat_apply_s']:.2f} us), decode {1e6 * p['decode_per_record_s']:.2f} us"
         )
 
     if args.proposal_sizes:

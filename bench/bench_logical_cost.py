@@ -35,7 +35,7 @@ from typing import Any
 from sim_search import surrogate_reward
 
 from aiperf.flops import training_flops
-from aiperf.search import History, LogicalHistory, Searcher, load_dataset_spec
+from aiperf.search import LogicalHistory, Searcher, SearchState, load_dataset_spec
 
 SECONDS_PER_FLOP = 1e-7  # simulated seconds per (training FLOP per image x epoch): a 10 MFLOPs net's epoch is ~1 s
 
@@ -83,7 +83,7 @@ def simulate(workers: int, steps: int, seed: int, lag: int, jitter: float, timin
     written: list[tuple[float, int, dict[str, Any]]] = []
     order = 0
     views = [LogicalHistory(w, workers, lag=lag) for w in ids] if lag else None
-    shared = History()
+    shared = SearchState()
     applied = 0
     proposed_at: dict[tuple[int, int], float] = {}
     delivered: list[set[int]] = [set() for _ in range(workers)]

@@ -35,7 +35,7 @@ from typing import Any  # noqa: E402
 
 from sim_search import surrogate_reward, synthetic_events  # noqa: E402
 
-from aiperf.search import History, Searcher, load_dataset_spec  # noqa: E402
+from aiperf.search import Searcher, SearchState, load_dataset_spec  # noqa: E402
 
 
 def _pin_torch() -> None:
@@ -51,7 +51,7 @@ def bench_size(dataset: str, size: int, repeats: int) -> dict[str, float]:
     events = list(synthetic_events(spec, finished=size, running=4, seed=size))
     gen_s = time.perf_counter() - t
     t = time.perf_counter()
-    history = History.from_events(events)
+    history = SearchState.from_events(events)
     replay_s = time.perf_counter() - t
     searcher = Searcher(spec, seed=1)
     t = time.perf_counter()
@@ -102,7 +102,7 @@ def bench_replay(dataset: str, total: int) -> None:
     for _ in _many_events(template, total):
         pass
     generate = time.perf_counter() - t
-    history = History()
+    history = SearchState()
     t = time.perf_counter()
     history.extend(_many_events(template, total))
     elapsed = time.perf_counter() - t - generate

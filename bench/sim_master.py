@@ -6,7 +6,7 @@ Does the design keep up at cluster scale? The simulation replays the workload of
 * **dispatch lag**: for every trial a worker finishes, the time from its ``trial_end`` record being durable to its
   next ``proposal`` record being durable. That is what the worker does in between (aiperf/worker.py): read the
   shared history -- list the journal folder, open and read every journal (``JournalSet.poll``), parse the records
-  written since its previous read and apply them to its ``History`` -- then propose (the searcher's latency at the
+  written since its previous read and apply them to its ``SearchState`` -- then propose (the searcher's latency at the
   history's current size) and append the proposal (write + fsync). Target: p99 <= 1 s.
 * **the master's poll**: every 0.5 s after the previous poll ends, the master lists the folder, opens and reads
   every journal, parses the new records and folds them into its live state and TensorBoard files. It keeps up when
@@ -18,8 +18,8 @@ Does the design keep up at cluster scale? The simulation replays the workload of
 * the shared filesystem's load (metadata operations per second) and the journals' file count and growth per hour.
 
 Costs are measured, not assumed, where this machine can measure them (bench/bench_history_scale.py ``--save``,
-embedded below as defaults): per-file cost of a poll, per-record and per-byte parse cost, History.apply, an fsync, the
-TensorBoard monitor's cost per poll, per epoch record and per trial, and proposal latency against history size
+embedded below as defaults): per-file cost of a poll, per-record and per-byte parse cost, SearchState.apply, an fsync,
+the TensorBoard monitor's cost per poll, per epoch record and per trial, and proposal latency against history size
 (bench/bench_proposal.py's warm curve, interpolated log-log and held flat beyond the largest size measured -- the GP
 is capped at 160 points). A network filesystem cannot be measured here: the ``nfs`` scenario charges every metadata
 operation (an open costs two: the close-to-open GETATTR and a READ at the end of the file; a stat one) a round trip of

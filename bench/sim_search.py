@@ -20,7 +20,7 @@ from typing import Any
 
 from aiperf.arch import ArchLimits, Graph, random_morph
 from aiperf.errors import ArchError
-from aiperf.search._history import History
+from aiperf.search._history import SearchState
 from aiperf.search._kernel import features_from_graph
 from aiperf.search._searcher import Searcher
 from aiperf.search._space import DatasetSpec
@@ -197,7 +197,7 @@ def searcher_search(spec: DatasetSpec, proposals: int, seed: int, noise: float =
     """Run the real :class:`Searcher` sequentially for ``proposals`` trials on the surrogate objective."""
     rng = random.Random(seed ^ 0x5EED)
     searcher = Searcher(spec, seed=seed, **kwargs)
-    history = History()
+    history = SearchState()
     rewards = []
     for n in range(proposals):
         p = searcher.propose(history, f"w000-{n}")

@@ -284,13 +284,13 @@ def _master_copies(feed: FeedWriter, tail: JournalSet) -> None:
 
 
 def test_history_reader_reads_the_rest_synchronously_while_reading_is_cheap(tmp_path: Path) -> None:
-    from aiperf.search import History
+    from aiperf.search import SearchState
     from aiperf.worker import _HistoryReader
 
     journals = tmp_path / "journals"
     journals.mkdir()
     feed, tail = FeedWriter(tmp_path / "feed.jsonl"), JournalSet(journals)
-    history = History()
+    history = SearchState()
     reader = _HistoryReader(FeedReader(tmp_path / "feed.jsonl", skip_writer="w000"), history, min_period_s=3600.0)
     own = JournalWriter(journals / "w000.jsonl", "w000")
     other = JournalWriter(journals / "w001.jsonl", "w001")
@@ -319,7 +319,7 @@ def test_history_reader_reads_the_rest_synchronously_while_reading_is_cheap(tmp_
 
 
 def test_a_restarted_worker_replays_the_trials_it_closed_as_failed(tmp_path: Path) -> None:
-    from aiperf.search import History, TrialState
+    from aiperf.search import SearchState, TrialState
     from aiperf.worker import _close_orphaned_trials, _HistoryReader
 
     path = tmp_path / "w000.jsonl"
@@ -330,23 +330,23 @@ def test_a_restarted_worker_replays_the_trials_it_closed_as_failed(tmp_path: Pat
     with JournalWriter(path, "w000") as journal:
         own, closed = _close_orphaned_trials(journal, read_journal(path)[0])
     assert closed == 1 and own == read_journal(path)[0]  # what it replays is its journal as it now stands
-    history = History()
+    history = SearchState()
     _HistoryReader(FeedReader(tmp_path / "feed.jsonl", skip_writer="w000"), history).replay(own)
     assert history["w000-1"].state is TrialState.FAILED  # not a running trial (a pending point) forever
     assert history["w000-0"].state is TrialState.FINISHED
 
 
 def test_history_reader_leaves_slow_reads_to_its_thread(tmp_path: Path) -> None:
-    from aiperf.search import History
+    from aiperf.search import SearchState
     from aiperf.worker import _HistoryReader
 
     journals = tmp_path / "journals"
     journals.mkdir()
     feed, tail = FeedWriter(tmp_path / "feed.jsonl"), JournalSet(journals)
     other = JournalWriter(journals / "w001.jsonl", "w001")
-    slow = History()
+    slow = SearchState()
     idle = _HistoryReader(FeedReader(feed.path, skip_writer="w000"), slow, budget_s=-1.0, min_period_s=3600.0)
-    history = History()
+    history = SearchState()
     reader = _HistoryReader(FeedReader(feed.path, skip_writer="w000"), history, budget_s=-1.0, min_period_s=0.05)
     try:
         for r in (idle, reader):
@@ -387,10 +387,10 @@ def test_search_quality_runs_three_arms_and_reports_each_seeds_winner() -> None:
 def test_the_control_arm_picks_at_random_among_morphs_of_the_best_parents() -> None:
     from sim_search import synthetic_events
 
-    from aiperf.search import History, SearchConfig, Searcher, load_dataset_spec
+    from aiperf.search import SearchConfig, Searcher, SearchState, load_dataset_spec
 
     spec = load_dataset_spec("digits")
-    h = History.from_events(synthetic_events(spec, finished=12, seed=3))
+    h = SearchState.from_events(synthetic_events(spec, finished=12, seed=3))
     control = Searcher(spec, seed=0, config=SearchConfig(acquisition="random"))
     p = control.propose(h, "w000-20")
     best = {r.trial_id for r in sorted(h.with_result(), key=lambda r: -(r.reward or 0.0))[:5]}

@@ -13,7 +13,7 @@ from sim_search import synthetic_events
 from aiperf.arch import json_content_hash, seed
 from aiperf.errors import ArchError
 from aiperf.events import ListSink
-from aiperf.search import History, TrialState, load_dataset_spec, trial_reward
+from aiperf.search import SearchState, TrialState, load_dataset_spec, trial_reward
 
 GRAPH = seed("resnet-tiny", (1, 8, 8), 10, 16)
 ARCH = GRAPH.canonical().to_json()
@@ -49,7 +49,7 @@ def end(tid: str, status: str = "finished", reward: Any = None, **extra: Any) ->
 
 
 def test_a_trial_goes_from_running_to_finished_with_its_curve() -> None:
-    h = History()
+    h = SearchState()
     assert h.apply(proposal("w0-0"))
     rec = h["w0-0"]
     assert rec.state is TrialState.RUNNING and rec.budget == 8 and rec.proposed_at == 100.0
@@ -77,7 +77,7 @@ def test_a_trial_goes_from_running_to_finished_with_its_curve() -> None:
 
 
 def test_a_missing_reward_is_computed_from_the_curve_and_failures_have_none() -> None:
-    h = History()
+    h = SearchState()
     h.extend([proposal("a-0"), epoch("a-0", 1, 0.5), epoch("a-0", 2, 0.6), epoch("a-0", 3, 0.65), end("a-0")])
     assert h["a-0"].reward == pytest.approx(trial_reward([0.5, 0.6, 0.65], 8))
     h.extend([proposal("a-1"), epoch("a-1", 1, 0.5), end("a-1", "failed", reward=0.5, reason="CUDA OOM")])
@@ -115,7 +115,7 @@ MALFORMED = [
 
 @pytest.mark.parametrize(("what", "event"), MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_a_malformed_event_is_skipped_and_counted(what: str, event: Any) -> None:
-    h = History()
+    h = SearchState()
     h.extend([proposal("ok-0"), epoch("ok-0", 1, 0.5)])
     version = h.version
     assert not h.apply(event)
@@ -128,14 +128,14 @@ def test_a_malformed_event_is_skipped_and_counted(what: str, event: Any) -> None
 
 
 def test_valid_events_the_search_ignores_are_not_counted_as_skipped() -> None:
-    h = History()
+    h = SearchState()
     for kind in ("experiment_start", "worker_start", "heartbeat", "worker_stop", "probe"):
         assert not h.apply({"type": kind, "v": 1})
     assert not h.skipped
 
 
 def test_events_before_their_proposal_are_held_and_applied_when_it_arrives() -> None:
-    h = History()
+    h = SearchState()
     h.extend([epoch("late-0", 1, 0.5), epoch("late-0", 2, 0.6), end("late-0", reward=0.61)])
     assert "late-0" not in h and h.pending_events == 3
     h.apply(proposal("late-0"))
@@ -145,7 +145,7 @@ def test_events_before_their_proposal_are_held_and_applied_when_it_arrives() -> 
 
 def test_replaying_twice_changes_nothing_and_out_of_order_epochs_are_sorted() -> None:
     events = [proposal("d-0"), epoch("d-0", 2, 0.6), epoch("d-0", 1, 0.5), end("d-0", reward=0.7)]
-    h = History()
+    h = SearchState()
     assert h.extend(events) == 4
     assert h.extend(events) == 0
     assert h["d-0"].top1 == [0.5, 0.6] and len(h) == 1 and h["d-0"].reward == 0.7
@@ -154,7 +154,7 @@ def test_replaying_twice_changes_nothing_and_out_of_order_epochs_are_sorted() ->
 
 
 def test_a_wrong_hash_is_caught_when_the_graph_is_read() -> None:
-    h = History()
+    h = SearchState()
     h.apply(proposal("bad-0", arch_hash="0" * 64))
     with pytest.raises(ArchError, match="does not match"):
         h["bad-0"].graph()
@@ -165,7 +165,7 @@ def test_a_wrong_hash_is_caught_when_the_graph_is_read() -> None:
 
 def test_a_proposal_whose_hash_is_not_its_architectures_is_kept_but_marked_malformed_on_replay() -> None:
     other = seed("resnet-small", (1, 8, 8), 10, 16)
-    h = History()
+    h = SearchState()
     h.extend(
         [
             proposal("bad-0", arch_hash=other.content_hash()),  # claims another real graph's hash
@@ -199,7 +199,7 @@ def test_a_valid_architecture_not_in_canonical_form_is_accepted_with_its_content
     # the replay's cheap check (the hash of the JSON as written) settles the canonical form only
     assert json_content_hash(ARCH) == HASH and json_content_hash(arch) not in (HASH, None)
     assert json_content_hash({**ARCH, "version": 2}) is None and json_content_hash({**ARCH, "nodes": [1]}) is None
-    h = History()
+    h = SearchState()
     assert h.apply(proposal("w0-0", arch=arch))
     assert h["w0-0"].malformed is None and h.has_hash(HASH) and h["w0-0"].graph() == GRAPH
     assert not h.skipped
@@ -210,7 +210,7 @@ def test_replay_of_a_simulated_experiment_through_a_journal_round_trip() -> None
     sink = ListSink()
     for event in synthetic_events(spec, finished=12, running=2, failed=2, seed=3):
         sink.emit(json.loads(json.dumps(event)))  # what a journal line gives back
-    h = History.from_events(sink.events)
+    h = SearchState.from_events(sink.events)
     assert len(h) == 16 and not h.skipped
     assert h.count(TrialState.FINISHED) == 12 and h.count(TrialState.FAILED) == 2
     assert h.count(TrialState.RUNNING) == 2
@@ -226,7 +226,7 @@ def test_replay_of_a_simulated_experiment_through_a_journal_round_trip() -> None
 def test_random_garbage_never_raises() -> None:
     rng = random.Random(0)
     good = list(synthetic_events(load_dataset_spec("digits"), finished=4, seed=1))
-    h = History()
+    h = SearchState()
     for _ in range(2000):
         event = dict(rng.choice(good))
         key = rng.choice(list(event))

@@ -12,12 +12,12 @@ from sim_search import random_morph_search, searcher_search, surrogate_reward, s
 
 from aiperf.arch import ArchLimits, from_nni_json, seed, to_nni_json
 from aiperf.errors import ConfigError, HistoryError
-from aiperf.search import History, Proposal, Searcher, load_dataset_spec, parse_dataset_spec, worker_index
+from aiperf.search import Proposal, Searcher, SearchState, load_dataset_spec, parse_dataset_spec, worker_index
 
 DIGITS = load_dataset_spec("digits")
 
 
-def finish(h: History, p: Proposal, reward: float | None = None) -> None:
+def finish(h: SearchState, p: Proposal, reward: float | None = None) -> None:
     h.apply(
         {
             "type": "trial_end",
@@ -28,11 +28,13 @@ def finish(h: History, p: Proposal, reward: float | None = None) -> None:
     )
 
 
-def history(finished: int, running: int = 0, failed: int = 0, seed: int = 0) -> History:
-    return History.from_events(synthetic_events(DIGITS, finished=finished, running=running, failed=failed, seed=seed))
+def history(finished: int, running: int = 0, failed: int = 0, seed: int = 0) -> SearchState:
+    return SearchState.from_events(
+        synthetic_events(DIGITS, finished=finished, running=running, failed=failed, seed=seed)
+    )
 
 
-def new_ops(p: Proposal, h: History) -> list[str]:
+def new_ops(p: Proposal, h: SearchState) -> list[str]:
     """Morph operations of the proposal that its parent's graph does not have."""
     assert p.parent is not None
     done = len(h[p.parent].graph().history)
@@ -44,7 +46,7 @@ def key(p: Proposal) -> tuple[Any, ...]:
 
 
 def test_cold_start_proposes_each_seed_once_with_the_defaults_then_morphs_them() -> None:
-    h = History()
+    h = SearchState()
     s = Searcher(DIGITS, seed=0)
     seeds = {g.content_hash() for g in DIGITS.seed_graphs()}
     first = s.propose(h, "w000-0")
@@ -81,7 +83,7 @@ def test_eight_proposals_before_any_result_are_distinct_and_add_skip_connections
     dataset: str, search_seed: int
 ) -> None:
     spec = load_dataset_spec(dataset)
-    h = History()
+    h = SearchState()
     s = Searcher(spec, seed=search_seed)
     proposals = []
     for i in range(8):
@@ -109,20 +111,20 @@ def test_workers_opening_together_from_an_empty_history_propose_distinct_graphs(
     seeds = [g.content_hash() for g in spec.seed_graphs()]
     assert len(seeds) < workers
     searchers = [Searcher(spec, seed=0, workers=workers, worker_index=k) for k in range(workers)]
-    proposals = [s.propose(History(), f"w{k:03d}-1") for k, s in enumerate(searchers)]
+    proposals = [s.propose(SearchState(), f"w{k:03d}-1") for k, s in enumerate(searchers)]
     assert len({p.arch_hash for p in proposals}) == workers
     assert [p.arch_hash for p in proposals[: len(seeds)]] == seeds  # worker k < len(seeds) opens with seed k
     for p in proposals[len(seeds) :]:  # the others with a distinct morph of a seed, default hyperparameters
         assert p.method == "opening" and p.arch_hash not in seeds and dict(p.hparams) == dict(spec.defaults)
         assert p.graph.history[0]["op"] == "seed" and len(p.graph.history) >= 2
     # deterministic: the same worker index and search seed open with the same graph in a fresh process
-    again = Searcher(spec, seed=0, workers=workers, worker_index=workers - 1).propose(History(), "w999-1")
+    again = Searcher(spec, seed=0, workers=workers, worker_index=workers - 1).propose(SearchState(), "w999-1")
     assert again.arch_hash == proposals[-1].arch_hash
 
 
 def test_a_worker_whose_opening_is_in_the_history_proposes_something_new() -> None:
     spec = load_dataset_spec("synthetic")  # one seed
-    h = History()
+    h = SearchState()
     for k in range(4):
         p = Searcher(spec, seed=0, workers=4, worker_index=k).propose(h, f"w{k:03d}-1")
         h.apply(p.to_event())  # the proposals land one after another, as journal records do
@@ -147,7 +149,7 @@ def test_a_sequential_search_never_repeats_an_architecture_and_respects_the_ceil
     spec = load_dataset_spec("digits")
     limits = ArchLimits(max_params=400_000, max_forward_flops=8_000_000)
     s = Searcher(spec, seed=3, limits=limits)
-    h = History()
+    h = SearchState()
     for i in range(14):
         p = s.propose(h, f"w000-{i}")
         assert not h.has_hash(p.arch_hash)
@@ -220,7 +222,7 @@ def test_a_failing_cholesky_still_yields_a_proposal_with_its_reason(
 
 def test_duplicate_architectures_and_nan_rewards_do_not_stall_the_gp() -> None:
     events = list(synthetic_events(DIGITS, finished=8, seed=6))
-    h = History.from_events(events)
+    h = SearchState.from_events(events)
     proposals = [e for e in events if e["type"] == "proposal"]
     for i, e in enumerate(proposals * 2):  # every architecture trained again under another id
         h.apply({**e, "trial": f"dup-{i}"})
@@ -232,7 +234,7 @@ def test_duplicate_architectures_and_nan_rewards_do_not_stall_the_gp() -> None:
 
 
 def test_hyperparameters_start_from_the_parent_and_tpe_varies_them_after_the_warm_up() -> None:
-    h = History()
+    h = SearchState()
     s = Searcher(DIGITS, seed=1)
     own = [
         {"learning_rate": 0.05, "batch_size": 128, "dropout": 0.1, "kernel_size": 5, "weight_decay": 0.0001},
@@ -266,7 +268,7 @@ def test_rounds_last_longer_with_more_workers() -> None:
 def test_an_imported_nni_graph_can_seed_the_search() -> None:
     graph = from_nni_json(to_nni_json(seed("resnet-tiny", (1, 8, 8), 10, 8)))
     s = Searcher(DIGITS, seed=0, seeds=[graph])
-    h = History()
+    h = SearchState()
     first = s.propose(h, "w000-0")
     assert first.method == "seed" and first.arch_hash == graph.content_hash()
     h.apply(first.to_event())
@@ -295,7 +297,7 @@ def test_kernel_size_falls_back_when_it_would_break_the_ceilings() -> None:
     data = {**_spec_json(), "limits": {"max_forward_flops": 1_700_000}}
     spec = parse_dataset_spec(data)  # kernel 5 on the last stage of resnet-tiny needs more than this
     s = Searcher(spec, seed=0)
-    h = History()
+    h = SearchState()
     p = s.propose(h, "w000-0")
     assert p.hparams["kernel_size"] == 3
     p.trained_graph(spec.limits)
@@ -335,7 +337,7 @@ def test_a_small_search_space_is_exhausted_without_repeats_then_refused() -> Non
     tiny = ed.build({"op": "seed", "name": "tiny"})
     limits = ArchLimits(max_nodes=len(tiny) + 3, max_params=tiny.num_params() + 60)
     s = Searcher(DIGITS, seed=0, seeds=[tiny], limits=limits)
-    h = History()
+    h = SearchState()
     seen = []
     with pytest.raises(ArchError, match="no new architecture"):
         for i in range(60):

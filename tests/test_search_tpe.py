@@ -6,14 +6,14 @@ import random
 
 from sim_search import synthetic_events
 
-from aiperf.search import History, load_dataset_spec, parse_dataset_spec
+from aiperf.search import SearchState, load_dataset_spec, parse_dataset_spec
 from aiperf.search._tpe import HyperparameterSearch
 
 
-def _history_with_hparams(n: int, seed: int, running: int = 0) -> History:
+def _history_with_hparams(n: int, seed: int, running: int = 0) -> SearchState:
     spec = load_dataset_spec("digits")
     rng = random.Random(seed)
-    h = History()
+    h = SearchState()
     for event in synthetic_events(spec, finished=n, running=running, seed=seed):
         if event["type"] == "proposal":
             event["hparams"] = {
@@ -68,7 +68,7 @@ def test_int_ranges_and_steps_are_respected() -> None:
     }
     spec = parse_dataset_spec(data)
     tpe = HyperparameterSearch(spec.space, n_startup_trials=2)
-    tpe.sync(History())
+    tpe.sync(SearchState())
     for s in range(30):
         hp = tpe.suggest(seed=s)
         assert spec.space.contains(hp), hp

@@ -3,7 +3,7 @@
 The search reads the experiment's history (a replay of :mod:`aiperf.events`) and proposes the next trial::
 
     spec = load_dataset_spec("digits")
-    history = History()
+    history = SearchState()
     for event in events:
         history.apply(event)
     searcher = Searcher(spec, seed=0)
@@ -16,7 +16,7 @@ Optuna and scipy are imported only when a searcher needs them, so replaying a hi
 from __future__ import annotations
 
 from aiperf.search._bo import SearchConfig
-from aiperf.search._history import History, TrialRecord, TrialState
+from aiperf.search._history import SearchState, TrialRecord, TrialState
 from aiperf.search._kernel import ArchFeatures, arch_distances, features_from_graph, features_from_json
 from aiperf.search._logical import LogicalHistory, WaitResult, split_trial_id
 from aiperf.search._reward import (
@@ -45,7 +45,7 @@ from aiperf.search._space import (
 
 __all__ = [
     # history
-    "History",
+    "SearchState",
     "TrialRecord",
     "TrialState",
     "LogicalHistory",

@@ -43,7 +43,7 @@ import numpy as np
 from aiperf.arch import MORPHS, ArchLimits, Graph, random_morph
 from aiperf.errors import ArchError
 from aiperf.search._gp import GPError, GPModel, fit_gp
-from aiperf.search._history import History, TrialRecord
+from aiperf.search._history import SearchState, TrialRecord
 from aiperf.search._kernel import ArchFeatures, arch_distances, features_from_graph, features_from_json
 
 __all__ = ["ArchChoice", "MorphOptimizer", "Parent", "SearchConfig"]
@@ -207,7 +207,7 @@ class MorphOptimizer:
         return self._features[key]
 
     # -- the GP --------------------------------------------------------------------------------------------------
-    def _training_set(self, history: History) -> tuple[list[str], list[float], list[float]]:
+    def _training_set(self, history: SearchState) -> tuple[list[str], list[float], list[float]]:
         """(keys, targets, observed rewards): observed architectures then pending ones, in history order.
 
         Features are computed only for the architectures selected, so a restarted worker facing 10,000 trials
@@ -246,7 +246,7 @@ class MorphOptimizer:
         liar = min(rewards) if rewards else 0.0
         return keys + waiting, rewards + [liar] * len(waiting), rewards
 
-    def _fit(self, history: History) -> tuple[GPModel | None, list[str], dict[str, Any]]:
+    def _fit(self, history: SearchState) -> tuple[GPModel | None, list[str], dict[str, Any]]:
         keys, targets, rewards = self._training_set(history)
         info: dict[str, Any] = {"observed": len(rewards), "pending": len(keys) - len(rewards)}
         if not keys:
@@ -293,7 +293,7 @@ class MorphOptimizer:
 
     def choose(
         self,
-        history: History,
+        history: SearchState,
         parents: Sequence[Parent],
         rng: random.Random,
         eligible: Callable[[Graph], bool],
@@ -400,7 +400,7 @@ class MorphOptimizer:
 
     def _random_walk(
         self,
-        history: History,
+        history: SearchState,
         parents: Sequence[Parent],
         rng: random.Random,
         eligible: Callable[[Graph], bool],

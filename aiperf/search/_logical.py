@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiperf.errors import ConfigError
-from aiperf.search._history import History
+from aiperf.search._history import SearchState
 
 __all__ = ["LogicalHistory", "WaitResult", "master_worker_ids", "split_trial_id"]
 
@@ -94,7 +94,7 @@ class WaitResult:
 class LogicalHistory:
     """Holds every record a worker receives and releases them into :attr:`view` on the logical schedule.
 
-    It takes the place of the worker's :class:`History` for the history reader (same ``apply``), and the searcher
+    It takes the place of the worker's :class:`SearchState` for the history reader (same ``apply``), and the searcher
     is given :meth:`view_for` instead.
 
     Args:
@@ -114,7 +114,7 @@ class LogicalHistory:
         if lag > 0 and not self.enabled:
             log.warning("search: worker id %r is not one the master gives; proposals follow arrival order", worker_id)
         self.others = [w for w in ids if w != worker_id]
-        self.view = History()
+        self.view = SearchState()
         self._held: dict[tuple[str, int, int], list[Mapping[str, Any]]] = {}
         self._step = 0  # the view is the one for proposal ``_step``
         self.late = 0  # records released after their step was due (a wait that timed out)
@@ -156,7 +156,7 @@ class LogicalHistory:
     def _released(self, worker: str, step: int) -> bool:
         return self.view.get(f"{worker}-{step}") is not None
 
-    def view_for(self, step: int) -> History:
+    def view_for(self, step: int) -> SearchState:
         """The history proposal ``step`` of this worker is given (records released in the logical order)."""
         if type(step) is not int or step < 1:
             raise ConfigError(f"a proposal step must be a positive integer, got {step!r}")

@@ -43,7 +43,7 @@ from typing import Any
 from aiperf.arch import MORPHS, ArchLimits, Graph, apply_hyperparameters
 from aiperf.errors import ArchError, ConfigError, HistoryError
 from aiperf.search._bo import MorphOptimizer, Parent, SearchConfig
-from aiperf.search._history import History, TrialRecord
+from aiperf.search._history import SearchState, TrialRecord
 from aiperf.search._space import DatasetSpec
 from aiperf.search._tpe import HyperparameterSearch
 
@@ -138,7 +138,7 @@ class Proposal:
 
 
 class Searcher:
-    """Proposes trials from a :class:`History` (network-morphism BO for architectures, TPE for hyperparameters).
+    """Proposes trials from a :class:`SearchState` (network-morphism BO for architectures, TPE for hyperparameters).
 
     Args:
         spec: the dataset specification (space, schedule, seeds, limits).
@@ -205,7 +205,7 @@ class Searcher:
             self._opening = self._opening_morph(worker_index - len(graphs))
 
     # -- the public call -----------------------------------------------------------------------------------------
-    def propose(self, history: History, trial_id: str) -> Proposal:
+    def propose(self, history: SearchState, trial_id: str) -> Proposal:
         """The next trial for ``trial_id`` given everything in ``history`` (see the module docstring).
 
         Raises:
@@ -297,7 +297,7 @@ class Searcher:
             grown[s].append(entry[0])
         return entry
 
-    def _parents(self, history: History) -> list[Parent]:
+    def _parents(self, history: SearchState) -> list[Parent]:
         """The best trained architectures (by reward, earliest first on ties); the seeds while none has a result."""
         done = sorted(history.with_result(), key=lambda r: (-(r.reward or 0.0), r.order))
         parents: list[Parent] = []
@@ -325,7 +325,7 @@ class Searcher:
             parents.append(Parent(recs[0].trial_id if recs else None, graph, None))
         return parents
 
-    def _start_hparams(self, history: History, parent: str | None) -> dict[str, Any]:
+    def _start_hparams(self, history: SearchState, parent: str | None) -> dict[str, Any]:
         """The parent's best hyperparameters (AIPerf: a child starts from what worked for its parent)."""
         space = self.spec.space
         rec: TrialRecord | None = history.get(parent) if parent is not None else None
@@ -339,7 +339,7 @@ class Searcher:
             return {k: rec.hparams[k] for k in space.names}
         return dict(self.spec.defaults)
 
-    def _tpe_hparams(self, history: History, trial_id: str, start: Mapping[str, Any]) -> dict[str, Any]:
+    def _tpe_hparams(self, history: SearchState, trial_id: str, start: Mapping[str, Any]) -> dict[str, Any]:
         rng = random.Random(derive_seed(self.seed, trial_id, "inherit"))
         names = list(self.spec.space.names)
         fixed = {n: start[n] for n in names if rng.random() < self.config.inherit_prob}

@@ -5,7 +5,7 @@ proposal order), ``RUNNING`` until its ``trial_end`` arrives, then ``COMPLETE`` 
 trials) or ``FAIL`` (failed, stopped, or finished without a reward, which TPE ignores). Running trials stay visible
 to ``TPESampler(constant_liar=True)``, which counts them among the bad trials, so workers proposing at the same
 time spread out instead of sampling the same good region. The mirror is updated incrementally from
-:meth:`History.changes_since`, so a proposal at 1,000 trials does not rebuild 1,000 trials.
+:meth:`SearchState.changes_since`, so a proposal at 1,000 trials does not rebuild 1,000 trials.
 
 A suggestion never writes to the study: the sampler is asked directly (``sample_independent``) with a placeholder
 trial, using a sampler seeded from the caller's seed, so the same history and seed always give the same
@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from aiperf.search._history import History, TrialRecord, TrialState
+from aiperf.search._history import SearchState, TrialRecord, TrialState
 from aiperf.search._space import SearchSpace
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ _STUDY = "aiperf-hparams"
 
 
 class HyperparameterSearch:
-    """Suggests hyperparameters with Optuna's TPE, learning from a :class:`History`.
+    """Suggests hyperparameters with Optuna's TPE, learning from a :class:`SearchState`.
 
     Args:
         space: the hyperparameter space.
@@ -54,11 +54,11 @@ class HyperparameterSearch:
         self._study_id = self._storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], _STUDY)
         self._ids: dict[str, int | None] = {}  # aiperf trial id -> storage trial id (None: not in the study)
         self._cursor = 0
-        self._history: weakref.ReferenceType[History] | None = None
+        self._history: weakref.ReferenceType[SearchState] | None = None
         self.excluded = 0  # proposals whose hyperparameters are outside the space, or marked malformed
 
     # -- mirroring the history -----------------------------------------------------------------------------------
-    def sync(self, history: History) -> None:
+    def sync(self, history: SearchState) -> None:
         """Bring the study up to date with ``history`` (incrementally if it is the history seen last time)."""
         if self._history is None or self._history() is not history:
             self._reset()
