@@ -6,7 +6,7 @@ The objective is :func:`aiperf.search.simulate.surrogate_reward`, a known functi
 connections plus Gaussian noise (sd 0.01), evaluated on real graphs. The three searches start from the digits seeds:
 
 * BO: the real :class:`aiperf.search.Searcher` (GP over the edit-distance kernel, UCB, annealing over morphs);
-* control: the same Searcher with ``SearchConfig(acquisition="random")``: candidates built the same way from the
+* control: the same Searcher with ``BOConfig(acquisition="random")``: candidates built the same way from the
   same best parents (the population, then as many annealing moves, as random walks) but one picked at random, with
   no GP -- what the GP's guidance adds is the gap between BO and this arm;
 * random: each proposal one random morph of a uniformly chosen earlier architecture -- what choosing the best
@@ -25,7 +25,7 @@ import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from aiperf.search import SearchConfig, load_dataset_spec
+from aiperf.search import BOConfig, load_dataset_spec
 from aiperf.search.simulate import random_morph_search, searcher_search
 
 ARMS = ("BO", "control", "random")
@@ -37,7 +37,7 @@ def run_seed(args: tuple[str, int, int]) -> tuple[dict[str, list[float]], dict[s
     spec = load_dataset_spec(dataset)
     rewards: dict[str, list[float]] = {}
     seconds: dict[str, float] = {}
-    for arm, config in (("BO", SearchConfig()), ("control", SearchConfig(acquisition="random"))):
+    for arm, config in (("BO", BOConfig()), ("control", BOConfig(acquisition="random"))):
         t = time.perf_counter()
         rewards[arm] = searcher_search(spec, proposals, seed, config=config).rewards
         seconds[arm] = (time.perf_counter() - t) / proposals

@@ -385,12 +385,12 @@ def test_search_quality_runs_three_arms_and_reports_each_seeds_winner() -> None:
 
 
 def test_the_control_arm_picks_at_random_among_morphs_of_the_best_parents() -> None:
-    from aiperf.search import History, SearchConfig, Searcher, load_dataset_spec
+    from aiperf.search import BOConfig, History, Searcher, load_dataset_spec
     from aiperf.search.simulate import synthetic_events
 
     spec = load_dataset_spec("digits")
     h = History.from_events(synthetic_events(spec, finished=12, seed=3))
-    control = Searcher(spec, seed=0, config=SearchConfig(acquisition="random"))
+    control = Searcher(spec, seed=0, config=BOConfig(acquisition="random"))
     p = control.propose(h, "w000-20")
     best = {r.trial_id for r in sorted(h.with_result(), key=lambda r: -(r.reward or 0.0))[:5]}
     assert p.method == "random" and p.predicted is None and p.parent in best and not h.has_hash(p.arch_hash)
