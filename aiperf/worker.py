@@ -335,6 +335,7 @@ def run_worker(experiment: Path, worker_id: str) -> int:
     searcher = history = reader = None
     sink: Any = NullSink()
     trials_done = 0
+    horizon = 0
     if main:
         journal = JournalWriter(paths.journal(worker_id), worker_id)
         own, _ = read_journal(paths.journal(worker_id))
@@ -362,7 +363,8 @@ def run_worker(experiment: Path, worker_id: str) -> int:
             worker_index=worker_index(worker_id, config.run.workers),
         )
         # proposals see what is logically before them, not what happened to arrive (aiperf/search/_logical.py)
-        history = LogicalHistory(worker_id, config.run.workers, lag=config.search.logical_lag)
+        horizon = spec.schedule.horizon  # every trial's reward for the search is read there (search/_reward.py)
+        history = LogicalHistory(worker_id, config.run.workers, lag=config.search.logical_lag, horizon=horizon)
         reader = _HistoryReader(FeedReader(paths.feed, skip_writer=worker_id), history)
         reader.replay(own)  # what is there already (a restart, a resumed run), before "ready"
         trials_done = sum(1 for r in own if r.get("type") == "proposal")
@@ -472,6 +474,10 @@ def run_worker(experiment: Path, worker_id: str) -> int:
                 assert timed is not None
                 curve = [e.top1 for e in result.epochs]
                 reward = trial_reward(curve, trial_spec.epochs) if curve and result.status != "failed" else None
+                # the search compares trials at the horizon, whatever their budget; reports keep ``reward``
+                at_horizon = {}
+                if reward is not None:
+                    at_horizon = {"horizon": horizon, "horizon_top1": trial_reward(curve, horizon)}
                 timed.emit(
                     {
                         "type": "trial_end",
@@ -480,6 +486,7 @@ def run_worker(experiment: Path, worker_id: str) -> int:
                         "reason": result.reason,
                         "best_top1": result.best_top1 or 0.0,
                         "reward": reward,
+                        **at_horizon,
                         "epochs": len(result.epochs),
                         "journal_s": round(timed.trial_s, 6),
                     }
