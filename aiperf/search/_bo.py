@@ -71,7 +71,8 @@ class BOConfig:
             (AIPerf's warm-up); afterwards TPE varies them.
         inherit_prob: after the warm-up, the chance that each hyperparameter keeps its parent's value (at least
             one is always left to TPE).
-        tpe_startup_trials: completed trials before TPE replaces random sampling.
+        tpe_startup_trials: completed trials at distinct points before TPE replaces random sampling; None (the
+            default) matches it to the space (:func:`aiperf.search._tpe.startup_trials`).
         acquisition: ``"ucb"`` (the search) or ``"random"``: a benchmark control that builds the candidates the
             same way without the GP and picks one at random (see the module docstring). Not for real runs.
     """
@@ -89,15 +90,16 @@ class BOConfig:
     skip_weight: float = 1.0
     inherit_rounds: int = 1
     inherit_prob: float = 0.5
-    tpe_startup_trials: int = 10
+    tpe_startup_trials: int | None = None
     acquisition: str = "ucb"
 
     def __post_init__(self) -> None:
         from aiperf.errors import ConfigError
 
         for name in ("max_gp_points", "n_parents", "init_children", "chains", "max_morphs", "tpe_startup_trials"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"BOConfig.{name} must be at least 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"BOConfig.{name} must be at least 1, got {value}")
         for name in ("max_pending", "steps", "inherit_rounds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"BOConfig.{name} must not be negative, got {getattr(self, name)}")
