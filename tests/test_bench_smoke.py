@@ -384,6 +384,17 @@ def test_search_quality_runs_three_arms_and_reports_each_seeds_winner() -> None:
     assert len([line for line in lines if line.split()[:1] in (["0"], ["1"])]) == 2  # one line per seed
 
 
+def test_search_quality_schedule_arms_train_by_rounds_and_compare_the_two_rewards() -> None:
+    quality = _bench("bench_search_quality")
+    results = [quality.run_schedule_seed(("digits", seed, 6, 2)) for seed in range(2)]
+    for finals in results:
+        assert set(finals) == {"budget", "horizon"} and all(len(f) == 6 for f in finals.values())
+        assert all(0.0 <= v <= 1.0 for f in finals.values() for v in f)
+    lines = quality.schedule_report(results, 6, 2)
+    assert sum(1 for line in lines if line.startswith("schedule result:")) == 1
+    assert any(line.startswith("horizon beat budget on") for line in lines)
+
+
 def test_the_control_arm_picks_at_random_among_morphs_of_the_best_parents() -> None:
     from aiperf.search import BOConfig, History, Searcher, load_dataset_spec
     from aiperf.search.simulate import synthetic_events
