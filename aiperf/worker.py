@@ -392,8 +392,8 @@ class Worker:
             _log(worker_id, f"closed {closed} trial(s) left open by a previous incarnation")
         spec = load_dataset_spec(config.search.space or config.dataset.name)
         self.searcher = self._searcher(spec)
-        # proposals see what is logically before them, not what happened to arrive (aiperf/search/_logical.py)
         self.horizon = spec.schedule.horizon  # every trial's reward for the search is read there (search/_reward.py)
+        # proposals see what is logically before them, not what happened to arrive (aiperf/search/_logical.py)
         self.history = LogicalHistory(
             worker_id, config.run.workers, lag=config.search.logical_lag, horizon=self.horizon
         )
