@@ -124,7 +124,7 @@ def test_two_trials_of_different_budgets_are_compared_at_one_horizon() -> None:
 
 
 def test_the_recorded_prediction_is_used_and_older_journals_get_it_computed() -> None:
-    curve = [0.5, 0.6, 0.64, 0.67]
+    curve = [0.5, 0.55, 0.58, 0.6]
     events = [
         *_trial("w000-1", 15, curve, horizon=60, horizon_top1=0.9),  # what the worker recorded wins
         *_trial("w000-2", 15, curve, horizon=30, horizon_top1=0.9),  # recorded for another schedule: recomputed
