@@ -59,6 +59,9 @@ def test_trial_end_records_the_horizon_and_the_prediction_there(tmp_path: Path) 
     assert any(r["status"] == "finished" for r in ends), done.stdout
     for end in ends:
         curve = _curve(epochs, end["trial"])
+        if not curve:  # stopped by the window before its first epoch: nothing to read a reward from
+            assert end["reward"] is None and "horizon" not in end
+            continue
         assert end["reward"] == pytest.approx(trial_reward(curve, budgets[end["trial"]]))
         assert end["horizon"] == horizon
         assert end["horizon_top1"] == pytest.approx(trial_reward(curve, horizon))
@@ -66,5 +69,5 @@ def test_trial_end_records_the_horizon_and_the_prediction_there(tmp_path: Path) 
     at_horizon = History.from_events(records, horizon=horizon)
     own_budget = History.from_events(records)
     for end in ends:
-        assert at_horizon[end["trial"]].reward == end["horizon_top1"]
+        assert at_horizon[end["trial"]].reward == end.get("horizon_top1")
         assert own_budget[end["trial"]].reward == end["reward"]
