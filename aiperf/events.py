@@ -68,7 +68,9 @@ Payloads by ``type`` (all times are unix seconds; all image counts are totals ov
     the epoch's training and evaluation waited for input batches, first batches included).
 ``trial_end`` (worker)
     ``trial``, ``status`` (``finished`` | ``failed`` | ``stopped``), ``reason`` (null or one line),
-    ``best_top1``, ``reward`` (the search's reward, possibly a prediction), ``epochs`` (completed),
+    ``best_top1``, ``reward`` (the trial's reward at its own budget, possibly a prediction; what reports show),
+    ``horizon`` and ``horizon_top1`` (the schedule's largest budget, and the top-1 predicted there from this trial's
+    curve: what the search compares trials by; absent in older journals and for failed trials), ``epochs`` (completed),
     ``journal_s`` (seconds the worker's main thread spent appending this trial's records, from its proposal to its
     last epoch).
 ``worker_stop`` (worker)
@@ -329,6 +331,8 @@ class TrialEnd(Event):
     best_top1: float | None = None
     reward: float | None = None
     epochs: int | None = None
+    horizon: int | None = None
+    horizon_top1: float | None = None
 
 
 @dataclass(frozen=True)

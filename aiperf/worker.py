@@ -32,7 +32,7 @@ from aiperf.events import NullSink
 from aiperf.history import FeedReader, JournalReader, JournalWriter, cyclic_gc_paused, read_journal
 from aiperf.paths import ExperimentPaths, check_id
 
-__all__ = ["StopCondition", "dataset_options", "read_experiment_start", "run_worker", "wait_for_window"]
+__all__ = ["StopCondition", "Worker", "dataset_options", "read_experiment_start", "run_worker", "wait_for_window"]
 
 
 def read_experiment_start(paths: ExperimentPaths) -> dict[str, Any]:
@@ -271,259 +271,357 @@ def _log(worker: str, message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} [{worker}] {message}", flush=True)
 
 
-def run_worker(experiment: Path, worker_id: str) -> int:
-    """Run one worker rank until the window closes. Returns the process exit status."""
-    import torch
+class Worker:
+    """One worker rank, from start-up to its last record: the steps of :func:`run_worker` as methods.
 
-    from aiperf import flops
-    from aiperf.arch import ArchLimits, Graph, load_file
-    from aiperf.search import LogicalHistory, Searcher, load_dataset_spec, trial_reward, worker_index
-    from aiperf.train import (
-        TrainConfig,
-        TrialSpec,
-        broadcast_json,
-        init_distributed,
-        load_dataset,
-        train_trial,
-        warm_up,
-    )
+    :meth:`run` calls them in order: :meth:`_start_process` (stop condition, memory limit, threads, the ranks),
+    :meth:`_load_data` (the dataset and the one-time warm-up), on rank 0 :meth:`_start_search` (journal, searcher,
+    history) and :meth:`_announce` (``worker_start``: ready), then :meth:`_open_window`, the trial loop
+    (:meth:`_loop`: :meth:`_plan` a trial on rank 0, every rank :meth:`_train` it) and :meth:`_tear_down`. What
+    only rank 0 holds (journal, searcher, history) is None on the other ranks.
 
-    check_id(worker_id, "worker id")
-    if worker_id == "master":
-        raise ConfigError("worker id 'master' is reserved for the master's journal: choose another --worker-id")
-    paths = ExperimentPaths(experiment).require()
-    try:
-        config = Config.from_json(json.loads(paths.config.read_text()), where=str(paths.config))
-    except (OSError, ValueError) as exc:
-        raise HistoryError(f"cannot read {paths.config}: {exc}") from None
-    # The deadline is known once the master opens the window (after every worker is ready); until then only a
-    # signal or STOP ends the worker.
-    stop = StopCondition(paths, deadline=float("inf"))
-    stop.install_signal_handlers()
+    Args:
+        experiment: the experiment directory (made by the master).
+        worker_id: this worker's id (``w000``, ...); ``master`` is reserved.
 
-    if config.train.memory_limit_mb and config.train.device != "cuda":
-        limit = config.train.memory_limit_mb << 20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    threads = int(os.environ.get("AIPERF_THREADS", "0") or 0) or config.run.threads_per_rank
-    if threads:
-        torch.set_num_threads(threads)
-    dist = init_distributed()
-    main = dist.is_main
+    Raises:
+        ConfigError: a bad or reserved worker id.
+        HistoryError: the experiment's resolved config cannot be read.
+    """
 
-    ds_cfg = config.dataset
-    dataset = load_dataset(ds_cfg.name, ds_cfg.path, **dataset_options(config))
-    train_cfg = TrainConfig(
-        device=config.train.device,
-        precision=config.train.precision,
-        compile=config.train.compile,
-        channels_last=config.train.channels_last,
-        data_workers=config.train.data_workers,
-        backend=config.train.backend,
-        seed=config.run.seed,
-    )
+    def __init__(self, experiment: Path, worker_id: str) -> None:
+        check_id(worker_id, "worker id")
+        if worker_id == "master":
+            raise ConfigError("worker id 'master' is reserved for the master's journal: choose another --worker-id")
+        self.worker_id = worker_id
+        self.paths = ExperimentPaths(experiment).require()
+        try:
+            self.config = Config.from_json(json.loads(self.paths.config.read_text()), where=str(self.paths.config))
+        except (OSError, ValueError) as exc:
+            raise HistoryError(f"cannot read {self.paths.config}: {exc}") from None
+        self.stop = StopCondition(self.paths, deadline=float("inf"))
+        self.dist: Any = None
+        self.main = False
+        self.dataset: Any = None
+        self.train_cfg: Any = None
+        self.warmed = 0.0
+        self.journal: JournalWriter | None = None
+        self.timed: _TimedJournal | None = None
+        self.heartbeat: _Heartbeat | None = None
+        self.sampler: Any = None
+        self.searcher: Any = None
+        self.history: Any = None
+        self.reader: _HistoryReader | None = None
+        self.sink: Any = NullSink()
+        self.trials_done = 0
+        self.horizon = 0  # the schedule's largest budget (rank 0)
+        self.poll_s = 0.1
+        self._skew: float | None = None
 
-    # One-time costs (torch._dynamo's import by the first optimizer, half-precision kernels, the data on the
-    # device, scipy for the GP's first fit) are paid here, before worker_start tells the master this worker is
-    # ready, instead of by the first trial inside the window (bench/bench_duty_cycle.py).
-    warmed = warm_up(dataset, train_cfg, dist)
-    if main:
-        import scipy.linalg  # noqa: F401
+    def run(self) -> int:
+        """Run until the window closes; returns the process exit status (an :class:`AiperfError` propagates)."""
+        self._start_process()
+        self._load_data()
+        if self.main:
+            self._start_search()
+            self._announce()
+        self._open_window()
+        status = 0
+        try:
+            self._loop()
+        except AiperfError as exc:
+            if self.main and self.journal is not None:
+                _log(self.worker_id, f"error: {exc}")
+            status = 3
+            raise
+        finally:
+            self._tear_down(status)
+        return status
 
-    journal: JournalWriter | None = None
-    timed: _TimedJournal | None = None
-    heartbeat: _Heartbeat | None = None
-    searcher = history = reader = None
-    sink: Any = NullSink()
-    trials_done = 0
-    if main:
-        journal = JournalWriter(paths.journal(worker_id), worker_id)
-        own, _ = read_journal(paths.journal(worker_id))
+    # -- set-up ----------------------------------------------------------------------------------------------------
+    def _start_process(self) -> None:
+        """Signals, the memory limit and thread count, and the ranks of this worker."""
+        import torch
+
+        from aiperf.train import init_distributed
+
+        # The deadline is known once the master opens the window (after every worker is ready); until then only a
+        # signal or STOP ends the worker.
+        self.stop.install_signal_handlers()
+        train = self.config.train
+        if train.memory_limit_mb and train.device != "cuda":
+            limit = train.memory_limit_mb << 20
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        threads = int(os.environ.get("AIPERF_THREADS", "0") or 0) or self.config.run.threads_per_rank
+        if threads:
+            torch.set_num_threads(threads)
+        self.dist = init_distributed()
+        self.main = self.dist.is_main
+
+    def _load_data(self) -> None:
+        """The dataset, the trainer's config, and the one-time costs paid before the window."""
+        from aiperf.train import load_dataset, warm_up
+
+        config = self.config
+        self.dataset = load_dataset(config.dataset.name, config.dataset.path, **dataset_options(config))
+        self.train_cfg = config.train.trainer_config(seed=config.run.seed)
+        # One-time costs (torch._dynamo's import by the first optimizer, half-precision kernels, the data on the
+        # device, scipy for the GP's first fit) are paid here, before worker_start tells the master this worker is
+        # ready, instead of by the first trial inside the window (bench/bench_duty_cycle.py).
+        self.warmed = warm_up(self.dataset, self.train_cfg, self.dist)
+        if self.main:
+            import scipy.linalg  # noqa: F401
+
+    def _start_search(self) -> None:
+        """Rank 0: the journal (closing what a previous incarnation left open), the searcher and the history."""
+        from aiperf.search import LogicalHistory, load_dataset_spec
+
+        worker_id, config = self.worker_id, self.config
+        self.journal = journal = JournalWriter(self.paths.journal(worker_id), worker_id)
+        own, _ = read_journal(self.paths.journal(worker_id))
         own, closed = _close_orphaned_trials(journal, own)
         if closed:
             _log(worker_id, f"closed {closed} trial(s) left open by a previous incarnation")
-        spec = load_dataset_spec(config.search.space or ds_cfg.name)
-        limits = spec.limits
-        if config.search.max_params or config.search.max_forward_flops:
-            limits = ArchLimits(
-                max_nodes=limits.max_nodes,
-                max_params=config.search.max_params or limits.max_params,
-                max_forward_flops=config.search.max_forward_flops or limits.max_forward_flops,
-            )
-        seeds = [load_file(p) for p in config.search.seed_archs] or None
-        searcher = Searcher(
-            spec,
-            input_shape=dataset.input_shape,
-            num_classes=dataset.num_classes,
-            seed=config.run.seed,
-            limits=limits,
-            seeds=seeds,
-            workers=config.run.workers,
-            # the first graphs depend on which worker this is, so workers starting together open differently
-            worker_index=worker_index(worker_id, config.run.workers),
-        )
+        spec = load_dataset_spec(config.search.space or config.dataset.name)
+        self.searcher = self._searcher(spec)
+        self.horizon = spec.schedule.horizon  # every trial's reward for the search is read there (search/_reward.py)
         # proposals see what is logically before them, not what happened to arrive (aiperf/search/_logical.py)
-        history = LogicalHistory(worker_id, config.run.workers, lag=config.search.logical_lag)
-        reader = _HistoryReader(FeedReader(paths.feed, skip_writer=worker_id), history)
-        reader.replay(own)  # what is there already (a restart, a resumed run), before "ready"
-        trials_done = sum(1 for r in own if r.get("type") == "proposal")
-        skew = clock_skew(paths.root)  # against the shared file system's clock: a skewed node is an error
+        self.history = LogicalHistory(
+            worker_id, config.run.workers, lag=config.search.logical_lag, horizon=self.horizon
+        )
+        self.reader = _HistoryReader(FeedReader(self.paths.feed, skip_writer=worker_id), self.history)
+        self.reader.replay(own)  # what is there already (a restart, a resumed run), before "ready"
+        self.trials_done = sum(1 for r in own if r.get("type") == "proposal")
+        skew = clock_skew(self.paths.root)  # against the shared file system's clock: a skewed node is an error
         if (problem := skew_problem(worker_id, skew)) is not None:
             journal.emit({"type": "worker_stop", "reason": problem, "clock_skew_s": skew})
             raise ConfigError(problem)
+        self._skew = skew  # worker_start reports it
+
+    def _searcher(self, spec: Any) -> Any:
+        """The searcher over ``spec`` with the config's size ceilings and seed architectures."""
+        from aiperf.arch import ArchLimits, load_file
+        from aiperf.search import Searcher, worker_index
+
+        search = self.config.search
+        limits = spec.limits
+        if search.max_params or search.max_forward_flops:
+            limits = ArchLimits(
+                max_nodes=limits.max_nodes,
+                max_params=search.max_params or limits.max_params,
+                max_forward_flops=search.max_forward_flops or limits.max_forward_flops,
+            )
+        seeds = [load_file(p) for p in search.seed_archs] or None
+        return Searcher(
+            spec,
+            input_shape=self.dataset.input_shape,
+            num_classes=self.dataset.num_classes,
+            seed=self.config.run.seed,
+            limits=limits,
+            seeds=seeds,
+            workers=self.config.run.workers,
+            # the first graphs depend on which worker this is, so workers starting together open differently
+            worker_index=worker_index(self.worker_id, self.config.run.workers),
+        )
+
+    def _announce(self) -> None:
+        """Rank 0: ``worker_start`` (ready), then the heartbeat, the timed journal and the history thread."""
+        import torch
+
+        assert self.journal is not None and self.reader is not None
         # worker_start says "ready": the master opens the window once every worker has written it, so it comes
         # after everything the first proposal needs (the searcher imports optuna and builds the seeds).
-        journal.emit(
+        self.journal.emit(
             {
                 "type": "worker_start",
                 "node": os.environ.get("AIPERF_NODE") or os.environ.get("SLURMD_NODENAME") or socket.gethostname(),
-                "ranks": dist.world_size,
-                "devices": train_cfg.device,
+                "ranks": self.dist.world_size,
+                "devices": self.train_cfg.device,
                 "threads": torch.get_num_threads(),  # per rank: ``aiperf audit`` re-trains with as many
                 "pid": os.getpid(),
                 "startup_s": _process_age(),
-                "clock_skew_s": skew,
+                "clock_skew_s": self._skew,
             }
         )
-        heartbeat = _Heartbeat(journal, stop, config.run.heartbeat_interval)
-        heartbeat.start()
-        timed = _TimedJournal(journal)
-        timed.on_record = reader.own
-        sink = timed
-        reader.start()
+        self.heartbeat = _Heartbeat(self.journal, self.stop, self.config.run.heartbeat_interval)
+        self.heartbeat.start()
+        self.timed = _TimedJournal(self.journal)
+        self.timed.on_record = self.reader.own
+        self.sink = self.timed
+        self.reader.start()
         _log(
-            worker_id,
-            f"ready: {dist.world_size} rank(s), dataset {dataset.name}, {trials_done} earlier trial(s), "
-            f"warm-up {warmed:.1f} s",
+            self.worker_id,
+            f"ready: {self.dist.world_size} rank(s), dataset {self.dataset.name}, {self.trials_done} earlier "
+            f"trial(s), warm-up {self.warmed:.1f} s",
         )
-    # Every worker polls the master's journal until the window opens: keep the file system's load bounded at scale
-    # (10,000 workers at 0.1 s would be 100,000 stats a second on NFS).
-    poll_s = min(2.0, max(0.1, config.run.workers / 5000))
-    start = wait_for_window(paths, stop, poll_s) if main else None
-    window = broadcast_json({"deadline": None if start is None else float(start["deadline"])}, dist)
-    if window["deadline"] is not None:
-        stop.deadline = float(window["deadline"])
-    sampler = None
-    if journal is not None and heartbeat is not None and window["deadline"] is not None:
-        from aiperf.energy import NodeSampler
 
-        gpu = config.train.device != "cpu" and torch.cuda.is_available()
-        sampler = NodeSampler.for_worker("cuda" if gpu else "cpu", dist.local_world_size)
-        sampler.emit(journal, "start")
-        heartbeat.sampler = sampler
+    def _open_window(self) -> None:
+        """Wait for the master to open the window; every rank learns the deadline, and rank 0 starts the energy
+        sampler."""
+        import torch
 
-    status = 0
-    try:
+        from aiperf.train import broadcast_json
+
+        # Every worker polls the master's journal until the window opens: keep the file system's load bounded at
+        # scale (10,000 workers at 0.1 s would be 100,000 stats a second on NFS).
+        self.poll_s = min(2.0, max(0.1, self.config.run.workers / 5000))
+        start = wait_for_window(self.paths, self.stop, self.poll_s) if self.main else None
+        window = broadcast_json({"deadline": None if start is None else float(start["deadline"])}, self.dist)
+        if window["deadline"] is not None:
+            self.stop.deadline = float(window["deadline"])
+        if self.journal is not None and self.heartbeat is not None and window["deadline"] is not None:
+            from aiperf.energy import NodeSampler
+
+            gpu = self.config.train.device != "cpu" and torch.cuda.is_available()
+            self.sampler = NodeSampler.for_worker("cuda" if gpu else "cpu", self.dist.local_world_size)
+            self.sampler.emit(self.journal, "start")
+            self.heartbeat.sampler = self.sampler
+
+    # -- the trial loop --------------------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        """Propose (rank 0), share and train trials until a stop reason reaches every rank."""
+        from aiperf.train import broadcast_json
+
         while True:
-            message: dict[str, Any]
-            if main:
-                assert timed is not None and searcher is not None and history is not None and reader is not None
-                reason = stop.reason()
-                if reason is not None:
-                    message = {"stop": reason}
-                else:
-                    timed.trial_s = 0.0
-                    c0 = time.perf_counter()
-                    # (polled like the window's opening: bounded file-system load at scale; ``stop`` counts as
-                    # progress, so the watchdog does not take a waiting worker for a stuck one)
-                    waited = history.wait(trials_done + 1, reader.catch_up, stop, config.search.logical_wait_s, poll_s)
-                    if waited.stopped:
-                        continue  # the loop's next turn says why
-                    c1 = time.perf_counter()
-                    trials_done += 1
-                    view = history.view_for(trials_done)
-                    proposal = searcher.propose(view, trial_id=f"{worker_id}-{trials_done}")
-                    trained = proposal.trained_graph()
-                    event = proposal.to_event()
-                    v1 = flops.aiperf_v1_flops(trained)
-                    event["v1_flops_per_image"] = [v1.training, v1.forward]
-                    event["history_s"] = round(c1 - c0 - waited.wait_s, 6)
-                    event["wait_s"] = waited.wait_s
-                    event["logical"] = waited.logical
-                    if waited.missing:
-                        event["missing"] = list(waited.missing)
-                    event["proposal_s"] = round(time.perf_counter() - c1, 6)
-                    timed.emit(event)
-                    message = {
-                        "trial": proposal.trial_id,
-                        "graph": trained.to_json(),
-                        "hparams": proposal.hparams,
-                        "epochs": proposal.epochs,
-                        "patience": proposal.patience,
-                    }
-            else:
-                message = {}
-            message = broadcast_json(message, dist)
+            message = self._plan() if self.main else {}
+            if message is None:
+                continue  # the wait for the history was cut short by the stop condition: the next turn says why
+            message = broadcast_json(message, self.dist)
             if "stop" in message:
-                if main:
-                    _log(worker_id, f"stopping: {message['stop']}")
-                break
-            graph = Graph.from_json(message["graph"])
-            if heartbeat is not None:
-                heartbeat.trial = message["trial"]
-            trial_spec = TrialSpec(
-                trial_id=message["trial"],
-                graph=graph,
-                hparams=message["hparams"],
-                epochs=int(message["epochs"]),
-                patience=message["patience"],
-            )
-            result = train_trial(trial_spec, dataset, train_cfg, sink, should_stop=stop, dist=dist)
-            if main:
-                assert timed is not None
-                curve = [e.top1 for e in result.epochs]
-                reward = trial_reward(curve, trial_spec.epochs) if curve and result.status != "failed" else None
-                timed.emit(
-                    {
-                        "type": "trial_end",
-                        "trial": trial_spec.trial_id,
-                        "status": result.status,
-                        "reason": result.reason,
-                        "best_top1": result.best_top1 or 0.0,
-                        "reward": reward,
-                        "epochs": len(result.epochs),
-                        "journal_s": round(timed.trial_s, 6),
-                    }
-                )
-                _log(
-                    worker_id,
-                    f"trial {trial_spec.trial_id}: {result.status}, {len(result.epochs)}/{trial_spec.epochs} epochs, "
-                    f"best top-1 {result.best_top1 or 0.0:.4f}" + (f" ({result.reason})" if result.reason else ""),
-                )
-                if heartbeat is not None:
-                    heartbeat.trial = None
-            if dist.world_size > 1 and result.status == "failed" and (result.reason or "").startswith("out of memory"):
-                # An allocation failure can hit one rank alone, leaving the others waiting in a collective: restart
-                # the whole worker (the launcher ends the other ranks; the master starts it again).
-                raise TrainError(f"{result.reason}; restarting every rank of this worker")
-    except AiperfError as exc:
-        if main and journal is not None:
-            _log(worker_id, f"error: {exc}")
-        status = 3
-        raise
-    finally:
-        if heartbeat is not None:
-            heartbeat.finish()
-        if reader is not None:
-            reader.close()
-        if journal is not None:
-            if sampler is not None:
-                sampler.emit(journal, "end")
-                sampler.close()
+                if self.main:
+                    _log(self.worker_id, f"stopping: {message['stop']}")
+                return
+            self._train(message)
+
+    def _plan(self) -> dict[str, Any] | None:
+        """Rank 0: why to stop, or the next trial (proposed and journaled); None if the wait was interrupted."""
+        reason = self.stop.reason()
+        if reason is not None:
+            return {"stop": reason}
+        return self._propose()
+
+    def _propose(self) -> dict[str, Any] | None:
+        """Rank 0: wait for the records logically before the next proposal, propose it and journal it."""
+        from aiperf import flops
+
+        assert self.timed is not None and self.reader is not None
+        self.timed.trial_s = 0.0
+        c0 = time.perf_counter()
+        # (polled like the window's opening: bounded file-system load at scale; ``stop`` counts as progress, so the
+        # watchdog does not take a waiting worker for a stuck one)
+        search = self.config.search
+        waited = self.history.wait(
+            self.trials_done + 1, self.reader.catch_up, self.stop, search.logical_wait_s, self.poll_s
+        )
+        if waited.stopped:
+            return None
+        c1 = time.perf_counter()
+        self.trials_done += 1
+        view = self.history.view_for(self.trials_done)
+        proposal = self.searcher.propose(view, trial_id=f"{self.worker_id}-{self.trials_done}")
+        trained = proposal.trained_graph()
+        event = proposal.to_event()
+        v1 = flops.aiperf_v1_flops(trained)
+        event["v1_flops_per_image"] = [v1.training, v1.forward]
+        event["history_s"] = round(c1 - c0 - waited.wait_s, 6)
+        event["wait_s"] = waited.wait_s
+        event["logical"] = waited.logical
+        if waited.missing:
+            event["missing"] = list(waited.missing)
+        event["proposal_s"] = round(time.perf_counter() - c1, 6)
+        self.timed.emit(event)
+        return {
+            "trial": proposal.trial_id,
+            "graph": trained.to_json(),
+            "hparams": proposal.hparams,
+            "epochs": proposal.epochs,
+            "patience": proposal.patience,
+        }
+
+    def _train(self, message: Mapping[str, Any]) -> None:
+        """Every rank: train the trial ``message`` names; rank 0 journals its end."""
+        from aiperf.arch import Graph
+        from aiperf.train import TrialSpec, train_trial
+
+        if self.heartbeat is not None:
+            self.heartbeat.trial = message["trial"]
+        trial = TrialSpec(
+            trial_id=message["trial"],
+            graph=Graph.from_json(message["graph"]),
+            hparams=message["hparams"],
+            epochs=int(message["epochs"]),
+            patience=message["patience"],
+        )
+        result = train_trial(trial, self.dataset, self.train_cfg, self.sink, should_stop=self.stop, dist=self.dist)
+        if self.main:
+            self._end_trial(trial, result)
+        if self.dist.world_size > 1 and result.status == "failed" and (result.reason or "").startswith("out of memory"):
+            # An allocation failure can hit one rank alone, leaving the others waiting in a collective: restart
+            # the whole worker (the launcher ends the other ranks; the master starts it again).
+            raise TrainError(f"{result.reason}; restarting every rank of this worker")
+
+    def _end_trial(self, trial: Any, result: Any) -> None:
+        """Rank 0: the ``trial_end`` record, with the reward at the trial's budget and at the search's horizon."""
+        from aiperf.search import trial_reward
+
+        assert self.timed is not None
+        curve = [e.top1 for e in result.epochs]
+        reward = trial_reward(curve, trial.epochs) if curve and result.status != "failed" else None
+        # the search compares trials at the horizon, whatever their budget; reports keep ``reward``
+        at_horizon: dict[str, Any] = {}
+        if reward is not None:
+            at_horizon = {"horizon": self.horizon, "horizon_top1": trial_reward(curve, self.horizon)}
+        self.timed.emit(
+            {
+                "type": "trial_end",
+                "trial": trial.trial_id,
+                "status": result.status,
+                "reason": result.reason,
+                "best_top1": result.best_top1 or 0.0,
+                "reward": reward,
+                **at_horizon,
+                "epochs": len(result.epochs),
+                "journal_s": round(self.timed.trial_s, 6),
+            }
+        )
+        _log(
+            self.worker_id,
+            f"trial {trial.trial_id}: {result.status}, {len(result.epochs)}/{trial.epochs} epochs, "
+            f"best top-1 {result.best_top1 or 0.0:.4f}" + (f" ({result.reason})" if result.reason else ""),
+        )
+        if self.heartbeat is not None:
+            self.heartbeat.trial = None
+
+    # -- teardown --------------------------------------------------------------------------------------------------
+    def _tear_down(self, status: int) -> None:
+        """Stop the threads, write ``worker_stop`` (best effort: the disk may be full) and leave the ranks' group."""
+        from aiperf.train import shutdown_distributed
+
+        if self.heartbeat is not None:
+            self.heartbeat.finish()
+        if self.reader is not None:
+            self.reader.close()
+        if self.journal is not None:
+            if self.sampler is not None:
+                self.sampler.emit(self.journal, "end")
+                self.sampler.close()
             try:
-                journal.emit(
+                self.journal.emit(
                     {
                         "type": "worker_stop",
-                        "reason": stop.reason() or ("error" if status else "done"),
-                        "journal_s": None if timed is None else round(timed.total_s, 6),
+                        "reason": self.stop.reason() or ("error" if status else "done"),
+                        "journal_s": None if self.timed is None else round(self.timed.total_s, 6),
                     }
                 )
             except AiperfError:
                 pass
-            journal.close()
-        from aiperf.train import shutdown_distributed
+            self.journal.close()
+        shutdown_distributed(self.dist)
 
-        shutdown_distributed(dist)
-    return status
+
+def run_worker(experiment: Path, worker_id: str) -> int:
+    """Run one worker rank until the window closes. Returns the process exit status."""
+    return Worker(experiment, worker_id).run()
 
 
 def dataset_options(config: Config) -> dict[str, Any]:

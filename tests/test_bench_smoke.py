@@ -384,14 +384,25 @@ def test_search_quality_runs_three_arms_and_reports_each_seeds_winner() -> None:
     assert len([line for line in lines if line.split()[:1] in (["0"], ["1"])]) == 2  # one line per seed
 
 
+def test_search_quality_schedule_arms_train_by_rounds_and_compare_the_two_rewards() -> None:
+    quality = _bench("bench_search_quality")
+    results = [quality.run_schedule_seed(("digits", seed, 6, 2)) for seed in range(2)]
+    for finals in results:
+        assert set(finals) == {"budget", "horizon"} and all(len(f) == 6 for f in finals.values())
+        assert all(0.0 <= v <= 1.0 for f in finals.values() for v in f)
+    lines = quality.schedule_report(results, 6, 2)
+    assert sum(1 for line in lines if line.startswith("schedule result:")) == 1
+    assert any(line.startswith("horizon beat budget on") for line in lines)
+
+
 def test_the_control_arm_picks_at_random_among_morphs_of_the_best_parents() -> None:
     from sim_search import synthetic_events
 
-    from aiperf.search import SearchConfig, Searcher, SearchState, load_dataset_spec
+    from aiperf.search import BOConfig, Searcher, SearchState, load_dataset_spec
 
     spec = load_dataset_spec("digits")
     h = SearchState.from_events(synthetic_events(spec, finished=12, seed=3))
-    control = Searcher(spec, seed=0, config=SearchConfig(acquisition="random"))
+    control = Searcher(spec, seed=0, config=BOConfig(acquisition="random"))
     p = control.propose(h, "w000-20")
     best = {r.trial_id for r in sorted(h.with_result(), key=lambda r: -(r.reward or 0.0))[:5]}
     assert p.method == "random" and p.predicted is None and p.parent in best and not h.has_hash(p.arch_hash)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from sim_search import synthetic_events
 
 from aiperf.search import SearchState, load_dataset_spec, parse_dataset_spec
-from aiperf.search._tpe import HyperparameterSearch
+from aiperf.search._tpe import HyperparameterSearch, startup_trials
 
 
 def _history_with_hparams(n: int, seed: int, running: int = 0) -> SearchState:
@@ -128,3 +129,45 @@ def test_fixed_values_are_kept_and_foreign_hparams_are_left_out() -> None:
     hp = tpe.suggest(seed=1, fixed={"batch_size": 128, "kernel_size": 5, "dropout": 0.9})
     assert hp["batch_size"] == 128 and hp["kernel_size"] == 5
     assert hp["dropout"] != 0.9 and spec.space.contains(hp)  # an invalid fixed value is not kept
+
+
+def _history_at_one_point(n: int, point: dict[str, Any]) -> SearchState:
+    """``n`` finished trials that all trained with ``point`` (the inherited warm-up), rewards differing."""
+    spec = load_dataset_spec("digits")
+    h = SearchState()
+    for i, event in enumerate(synthetic_events(spec, finished=n, seed=6)):
+        if event["type"] == "proposal":
+            event["hparams"] = dict(point)
+        if event["type"] == "trial_end":
+            event["reward"] = 0.5 + 0.01 * i
+        h.apply(event)
+    return h
+
+
+def test_the_random_start_is_matched_to_the_space() -> None:
+    digits = load_dataset_spec("digits").space
+    imagenet = load_dataset_spec("imagenet").space
+    # digits and ImageNet differ in one thing: ImageNet's batch size has four choices to digits' three
+    assert [p.name for p in digits] == [p.name for p in imagenet]
+    assert len(imagenet["batch_size"].choices or ()) == len(digits["batch_size"].choices or ()) + 1
+    assert startup_trials(imagenet) == startup_trials(digits) + 2
+    assert HyperparameterSearch(digits).n_startup_trials == startup_trials(digits)
+    assert HyperparameterSearch(digits, n_startup_trials=3).n_startup_trials == 3
+
+
+def test_trials_that_repeat_one_point_do_not_end_the_random_start() -> None:
+    spec = load_dataset_spec("digits")
+    n = 3 * startup_trials(spec.space)  # far more finished trials than the start asks for, all at the defaults
+    h = _history_at_one_point(n, dict(spec.defaults))
+    tpe = HyperparameterSearch(spec.space)
+    tpe.sync(h)
+    assert tpe.trial_states() == {"COMPLETE": n} and tpe.repeats == n - 1
+    # still sampling at random: exactly what a search that never leaves its random start suggests
+    never = HyperparameterSearch(spec.space, n_startup_trials=10**6)
+    never.sync(h)
+    assert [tpe.suggest(seed=s) for s in range(5)] == [never.suggest(seed=s) for s in range(5)]
+    # distinct points do count: the same number of trials spread over the space ends the random start
+    spread = HyperparameterSearch(spec.space)
+    spread.sync(_history_with_hparams(n, 4))
+    assert spread.repeats == 0
+    assert [spread.suggest(seed=s) for s in range(5)] != [never.suggest(seed=s) for s in range(5)]

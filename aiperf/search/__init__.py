@@ -15,7 +15,7 @@ Optuna and scipy are imported only when a searcher needs them, so replaying a hi
 
 from __future__ import annotations
 
-from aiperf.search._bo import SearchConfig
+from aiperf.search._bo import BOConfig
 from aiperf.search._history import SearchState, TrialRecord, TrialState
 from aiperf.search._kernel import ArchFeatures, arch_distances, features_from_graph, features_from_json
 from aiperf.search._logical import LogicalHistory, WaitResult, split_trial_id
@@ -67,7 +67,7 @@ __all__ = [
     # proposals
     "Searcher",
     "Proposal",
-    "SearchConfig",
+    "BOConfig",
     "worker_index",
     # rewards and early stopping
     "trial_reward",

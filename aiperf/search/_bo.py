@@ -23,7 +23,7 @@ One proposal:
 If the GP cannot be fitted (:class:`GPError`), the proposal is a random morph of a top parent and the reason is
 logged and returned -- never a silent stall.
 
-``SearchConfig(acquisition="random")`` is a control for benchmarks (bench/bench_search_quality.py): no GP at all;
+``BOConfig(acquisition="random")`` is a control for benchmarks (bench/bench_search_quality.py): no GP at all;
 the same population from the same best parents, the same number of annealing moves as random walks (every move
 accepted, chains started from random members of the population), and a uniformly random new candidate chosen --
 what steps 1, 2 and the acquisition-driven parts of 3 and 4 add shows as the gap to it.
@@ -46,14 +46,16 @@ from aiperf.search._gp import GPError, GPModel, fit_gp
 from aiperf.search._history import SearchState, TrialRecord
 from aiperf.search._kernel import ArchFeatures, arch_distances, features_from_graph, features_from_json
 
-__all__ = ["ArchChoice", "MorphOptimizer", "Parent", "SearchConfig"]
+__all__ = ["ArchChoice", "MorphOptimizer", "Parent", "BOConfig"]
 
 log = logging.getLogger("aiperf.search")
 
 
 @dataclass(frozen=True)
-class SearchConfig:
-    """Tuning of the search; the defaults keep a proposal under a second on one core at 1,000 trials.
+class BOConfig:
+    """Tuning of the search (architecture BO, and when TPE takes over the hyperparameters); the defaults keep a
+    proposal under a second on one core at 1,000 trials. Not the user's ``[search]`` section
+    (:class:`aiperf.config.SearchConfig`): this one is internal, set by benchmarks and tests.
 
     Attributes:
         beta: UCB exploration weight (Auto-Keras's 2.576).
@@ -69,7 +71,8 @@ class SearchConfig:
             (AIPerf's warm-up); afterwards TPE varies them.
         inherit_prob: after the warm-up, the chance that each hyperparameter keeps its parent's value (at least
             one is always left to TPE).
-        tpe_startup_trials: completed trials before TPE replaces random sampling.
+        tpe_startup_trials: completed trials at distinct points before TPE replaces random sampling; None (the
+            default) matches it to the space (:func:`aiperf.search._tpe.startup_trials`).
         acquisition: ``"ucb"`` (the search) or ``"random"``: a benchmark control that builds the candidates the
             same way without the GP and picks one at random (see the module docstring). Not for real runs.
     """
@@ -87,24 +90,25 @@ class SearchConfig:
     skip_weight: float = 1.0
     inherit_rounds: int = 1
     inherit_prob: float = 0.5
-    tpe_startup_trials: int = 10
+    tpe_startup_trials: int | None = None
     acquisition: str = "ucb"
 
     def __post_init__(self) -> None:
         from aiperf.errors import ConfigError
 
         for name in ("max_gp_points", "n_parents", "init_children", "chains", "max_morphs", "tpe_startup_trials"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"SearchConfig.{name} must be at least 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"BOConfig.{name} must be at least 1, got {value}")
         for name in ("max_pending", "steps", "inherit_rounds"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"SearchConfig.{name} must not be negative, got {getattr(self, name)}")
+                raise ConfigError(f"BOConfig.{name} must not be negative, got {getattr(self, name)}")
         if not (self.beta >= 0 and self.t0 > 0 and 0 < self.cooling <= 1 and self.skip_weight >= 0):
-            raise ConfigError("SearchConfig needs beta >= 0, t0 > 0, 0 < cooling <= 1 and skip_weight >= 0")
+            raise ConfigError("BOConfig needs beta >= 0, t0 > 0, 0 < cooling <= 1 and skip_weight >= 0")
         if not 0.0 <= self.inherit_prob <= 1.0:
-            raise ConfigError(f"SearchConfig.inherit_prob must lie in [0, 1], got {self.inherit_prob}")
+            raise ConfigError(f"BOConfig.inherit_prob must lie in [0, 1], got {self.inherit_prob}")
         if self.acquisition not in ("ucb", "random"):
-            raise ConfigError(f"SearchConfig.acquisition must be 'ucb' or 'random', got {self.acquisition!r}")
+            raise ConfigError(f"BOConfig.acquisition must be 'ucb' or 'random', got {self.acquisition!r}")
 
 
 @dataclass(frozen=True)
@@ -188,7 +192,7 @@ class _GramCache:
 class MorphOptimizer:
     """Chooses architectures; keeps per-architecture features and the GP's distance matrix between calls."""
 
-    def __init__(self, config: SearchConfig, limits: ArchLimits | None) -> None:
+    def __init__(self, config: BOConfig, limits: ArchLimits | None) -> None:
         self.config = config
         self.limits = limits
         self._features: dict[str, ArchFeatures | None] = {}
@@ -317,7 +321,7 @@ class MorphOptimizer:
         model: GPModel | None = None
         keys: list[str] = []
         if control:
-            method, reason = "random", "SearchConfig.acquisition is 'random' (a benchmark control without the GP)"
+            method, reason = "random", "BOConfig.acquisition is 'random' (a benchmark control without the GP)"
         else:
             try:
                 model, keys, info = self._fit(history)

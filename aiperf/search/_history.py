@@ -89,8 +89,10 @@ class TrialRecord:
             ``trial_start``.
         reason: ``trial_end``'s one-line reason (failures, stops).
         reported_best_top1, reported_reward, reported_epochs: what ``trial_end`` said.
-        reward: the search's reward: the reported one if finite, else computed from the curve with
-            :func:`~aiperf.search.trial_reward` for finished and stopped trials; None when there is none.
+        reward: the search's reward. In a history with a horizon (:class:`SearchState`): the trial's top-1 at the
+            horizon, as ``trial_end`` recorded it for that horizon, else computed from the curve with
+            :func:`~aiperf.search.trial_reward`. Without one: the reported ``reward`` if finite, else computed
+            from the curve at the trial's budget. None for failed trials and when there is none.
         malformed: why the search ignores this trial (its ``arch`` is not an architecture, or ``arch_hash`` is not
             its content hash); None for a sound record. A malformed trial is not indexed by ``arch_hash`` and
             has no result for the search.
@@ -232,6 +234,17 @@ def _check_arch(rec: TrialRecord) -> str | None:
     return reason
 
 
+def _horizon_reward(rec: TrialRecord, ev: Mapping[str, Any], horizon: int) -> float | None:
+    """``rec``'s top-1 at ``horizon``: what its ``trial_end`` ``ev`` recorded for that horizon, else fitted to its
+    curve (a journal written before the horizon was recorded), else the reported reward (a record without epochs)."""
+    recorded_horizon, recorded = ev.get("horizon"), ev.get("horizon_top1")
+    if _is_int(recorded_horizon) and recorded_horizon == horizon and _is_num(recorded):
+        return float(recorded)
+    if rec._top1:
+        return trial_reward(rec._top1, horizon)
+    return rec.reported_reward
+
+
 def _is_int(v: Any) -> TypeGuard[int]:
     return type(v) is int
 
@@ -256,13 +269,23 @@ class SearchState:
     Named for what it is to the search, not ``History``: :mod:`aiperf.history` is the journals package (the files
     and their readers and writers), and this class is one consumer of what those readers return.
 
+    Args:
+        horizon: the epoch count at which the search compares trials (the schedule's largest budget,
+            :attr:`~aiperf.search.Schedule.horizon`): each finished or stopped trial's :attr:`TrialRecord.reward`
+            is then its top-1 predicted at that horizon -- as its ``trial_end`` recorded it (``horizon``,
+            ``horizon_top1``), or fitted to its curve for journals written before those fields existed. None
+            (the default) keeps the reported reward, each trial at its own budget.
+
     Attributes:
         skipped: reason -> number of events skipped for it (malformed, unknown type, duplicates ...).
         last_skipped: the latest few skipped events as ``(reason, type, trial)``, for diagnostics.
         version: increases with every applied event (cheap change detection for consumers).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, horizon: int | None = None) -> None:
+        if horizon is not None and (not _is_int(horizon) or horizon < 1):
+            raise ValueError(f"the horizon must be a positive number of epochs, got {horizon!r}")
+        self.horizon = horizon
         self._trials: dict[str, TrialRecord] = {}
         self._by_hash: dict[str, list[TrialRecord]] = {}
         self._orphans: dict[str, list[Mapping[str, Any]]] = {}
@@ -281,8 +304,8 @@ class SearchState:
         }
 
     @classmethod
-    def from_events(cls, events: Iterable[Mapping[str, Any]]) -> SearchState:
-        history = cls()
+    def from_events(cls, events: Iterable[Mapping[str, Any]], horizon: int | None = None) -> SearchState:
+        history = cls(horizon)
         history.extend(events)
         return history
 
@@ -445,6 +468,8 @@ class SearchState:
         rec.ended_at = _num(ev.get("time"))
         if state is TrialState.FAILED:
             rec.reward = None
+        elif self.horizon is not None:
+            rec.reward = _horizon_reward(rec, ev, self.horizon)
         elif rec.reported_reward is not None:
             rec.reward = rec.reported_reward
         elif rec._top1:

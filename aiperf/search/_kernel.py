@@ -1,8 +1,9 @@
 """An edit distance between architectures, computed for many pairs at once, and the kernel built on it.
 
-Auto-Keras (Jin et al., 2019) compares two networks by a *layer* edit distance between their main chains plus a
-*skip-connection* distance between their sets of skips. This module derives the same two parts on the aiperf IR,
-from the canonical architecture JSON (so a graph and its stored form always give the same features):
+Two networks are compared by an edit distance between their *main chains* plus one between their sets of *skip
+connections*, the decomposition Auto-Keras (Jin et al., 2019) introduced and AIPerf's network-morphism tuner
+inherited. Both parts are derived here on the aiperf IR, from the canonical architecture JSON (so a graph and its
+stored form always give the same features):
 
 * **main chain**: the input-to-output path through the most weighted layers (conv, dense); the layer sequence is
   its weighted layers, each described by (kind, width, kernel, stride).
@@ -10,19 +11,26 @@ from the canonical architecture JSON (so a graph and its stored form always give
   the main-chain layer its branch leaves (``src``) to the main-chain position of the merge (``dst``); positions
   count main-chain weighted layers. Skips are sorted by (dst, src, kind).
 
-Element costs lie in [0, 1]; inserting or deleting an element costs 1:
+This project's element costs lie in [0, 1]; inserting or deleting an element costs 1:
 
-* layers: 1 between a conv and a dense; else ``|w1 - w2| / max(w1, w2)`` (Auto-Keras's width term)
-  ``+ 0.5 * |k1 - k2| / max(k1, k2)`` (kernel) ``+ 0.5 * [s1 != s2]`` (stride), capped at 1;
-* skips: 1 between an add and a concat; else Auto-Keras's
+* layers: 1 between a conv and a dense; else ``|w1 - w2| / max(w1, w2)`` (width)
+  ``+ 0.5 * |k1 - k2| / max(k1, k2)`` (kernel) ``+ 0.5 * [s1 != s2]`` (stride), capped at 1 (dense layers
+  are compared by width too);
+* skips: 1 between an add and a concat; else
   ``(|src1 - src2| + |dst1 - dst2|) / (max(src1, src2) + max(dst1, dst2))`` (positions counted from 1).
 
-``d(x, y) = layer_edit(x, y) + skip_weight * skip_edit(x, y)``. Auto-Keras matches skips with a minimum-cost
-assignment; an edit distance over the (dst, src)-sorted skip lists is the monotone version of that matching, which
-lets both parts share one vectorised dynamic programme (thousands of pairs per numpy call, see
-:func:`edit_distances`). The kernel is ``k(x, y) = exp(-d(x, y)^2 / (2 l^2))``; an edit distance is not a Hilbert
-metric, so this kernel is not guaranteed positive definite -- :mod:`aiperf.search._gp` repairs the matrix instead of
-trusting it (Auto-Keras used a Bourgain embedding for the same reason).
+``d(x, y) = layer_edit(x, y) + skip_weight * skip_edit(x, y)``, and the kernel is ``k(x, y) = exp(-d(x, y)^2 /
+(2 l^2))`` with a fitted length scale ``l`` (:mod:`aiperf.search._gp`). An edit distance is not a Hilbert metric, so
+this kernel is not guaranteed positive definite; :mod:`aiperf.search._gp` repairs the matrix rather than trusting it.
+
+Where the original differs. Its conv-to-conv cost is the *mean* of three relative differences (filters, kernel
+size, stride), and two dense layers cost nothing whatever their widths. Its skip cost compares where a skip
+*starts* and how *long* it is, ``(|start1 - start2| + |len1 - len2|) / (max(start1, start2) + max(len1, len2))``,
+not its two ends; skips are matched by a minimum-cost assignment, each unmatched one costing 1. Its GP has no
+single kernel: the training covariance is an RBF kernel over a Bourgain embedding of the distance matrix, while
+predictions use ``exp(-d^2)`` of the raw distances. Here one formula serves both, and the skips are matched in
+(dst, src) order -- the monotone version of that assignment -- which lets both parts share one vectorised dynamic
+programme (thousands of pairs per numpy call, see :func:`edit_distances`).
 """
 
 from __future__ import annotations

@@ -102,9 +102,10 @@ class LogicalHistory:
         workers: how many workers the experiment has.
         lag: ``L`` of the module docstring, at least 1; ``0`` turns the clock off (every record goes straight into
             the view: the asynchronous search).
+        horizon: the view's :class:`SearchState` horizon (the schedule's largest budget): rewards compared there.
     """
 
-    def __init__(self, worker_id: str, workers: int, lag: int = 1) -> None:
+    def __init__(self, worker_id: str, workers: int, lag: int = 1, horizon: int | None = None) -> None:
         if type(lag) is not int or lag < 0:
             raise ConfigError(f"the logical lag must be a non-negative integer, got {lag!r}")
         ids = master_worker_ids(workers)
@@ -114,7 +115,7 @@ class LogicalHistory:
         if lag > 0 and not self.enabled:
             log.warning("search: worker id %r is not one the master gives; proposals follow arrival order", worker_id)
         self.others = [w for w in ids if w != worker_id]
-        self.view = SearchState()
+        self.view = SearchState(horizon)  # rewards at the schedule's horizon (aiperf.search._reward)
         self._held: dict[tuple[str, int, int], list[Mapping[str, Any]]] = {}
         self._step = 0  # the view is the one for proposal ``_step``
         self.late = 0  # records released after their step was due (a wait that timed out)

@@ -1,22 +1,32 @@
 """The search's reward for a trial, early stopping, and the accuracy prediction for truncated runs.
 
-A trial stopped early (patience ran out, or the run's deadline) has only part of its learning curve. Ranking it by
-its best observed top-1 would penalise architectures that learn slowly but well, so AIPerf predicts the accuracy at
-the trial's epoch budget from the curve it has. Validation accuracy against epochs is close to logarithmic over the
-budgets involved, so the prediction is a least-squares fit
+Trials train for different budgets (the schedule's rounds, e.g. 15, 30, 45 and then 60 epochs) and some stop before
+theirs (patience ran out, the window closed). The search compares them all -- the GP's targets, the ranking of
+parents, TPE's objective -- so it compares them at one *horizon*: the top-1 each trial is predicted to reach at the
+schedule's largest budget (:attr:`~aiperf.search.Schedule.horizon`), extrapolated from its own learning curve.
+Compared at their own budgets instead, a 60-epoch trial would outrank a better network that was given 15 epochs,
+and the search would drift towards whatever the schedule happened to train longest.
+
+Validation accuracy against epochs is close to logarithmic over these budgets, so the prediction is a least-squares
+fit to the trial's own epochs, and nothing else,
 
     top1(e) ~= a * ln(e) + b
 
-with its root-mean-square residual ``rmse``, and the reward is the pessimistic
+with its root-mean-square residual ``rmse``; the reward at ``epochs`` (the horizon) is the pessimistic
 
-    reward = max(observed best, prediction(budget) - 2 * rmse)
+    reward = max(observed best, prediction(epochs) - 2 * rmse)
 
-(AIPerf's rule: the fit is trusted only by as much as it fits). A prediction needs at least three points (two
-parameters plus one degree of freedom for the residual); a prediction outside [0, 1] is a broken fit and is not
-used; a run that reached its budget is rewarded with what it observed.
+so the fit is trusted only by as much as it fits. A prediction needs at least three points (two parameters plus one
+degree of freedom for the residual); a prediction outside [0, 1] is a broken fit and is not used; a curve that
+already reached ``epochs`` is rewarded with what it observed. The worker writes both readings into ``trial_end``:
+``reward`` at the trial's own budget (what reports show) and ``horizon_top1`` at ``horizon`` (what the search uses).
 
-AIPerf fitted ``a * log2(e + c) + b`` with scipy's curve_fit and an invented anchor point (epoch 120 at 72%), which
-biases every prediction towards one ImageNet curve; the closed-form two-parameter fit here needs neither.
+What AIPerf did, for comparison: it too scored every trial at one fixed epoch count beyond its longest round (90
+epochs in its ImageNet trainer), with much the same "prediction less twice the residual, else the best observed"
+rule. Its curve was a three-parameter ``log2`` fitted by nonlinear least squares to the observed epochs *plus one
+made-up point*, 72% top-1 at epoch 120, which also entered the residual and the "best observed" fallback. That
+point pulls every prediction towards one ImageNet training curve and means nothing for other data or schedules;
+here the horizon is the schedule's own largest budget and the fit sees the trial's epochs only.
 """
 
 from __future__ import annotations
@@ -84,25 +94,26 @@ def predict_final_accuracy(top1_per_epoch: Sequence[float], budget_epochs: int) 
     return value if 0.0 <= value <= 1.0 else None
 
 
-def trial_reward(top1_per_epoch: Sequence[float], budget_epochs: int) -> float:
-    """The search's reward for a trial: its best top-1, or the pessimistic prediction if it was truncated.
+def trial_reward(top1_per_epoch: Sequence[float], epochs: int) -> float:
+    """A trial's reward at ``epochs``: its best top-1, or the pessimistic prediction if its curve is shorter.
 
     Args:
         top1_per_epoch: validation top-1 (0..1) after each completed epoch, epoch 1 first.
-        budget_epochs: the trial's epoch budget (its round's epochs).
+        epochs: where the reward is read: the schedule's horizon for the search, the trial's own budget for the
+            ``reward`` that reports show.
 
     Returns:
-        ``max(best, prediction(budget) - 2 * rmse)`` when the run stopped before its budget with at least
+        ``max(best, prediction(epochs) - 2 * rmse)`` when the curve stops before ``epochs`` with at least
         :data:`MIN_POINTS` epochs and a fit inside [0, 1]; otherwise the best observed top-1 (0.0 for no epochs).
     """
     pts = _clean(top1_per_epoch)
     best = max((y for _, y in pts), default=0.0)
-    if len(top1_per_epoch) >= budget_epochs:
+    if len(top1_per_epoch) >= epochs:
         return best
     fit = fit_log_curve(top1_per_epoch)
     if fit is None:
         return best
-    predicted = fit.predict(budget_epochs)
+    predicted = fit.predict(epochs)
     if not 0.0 <= predicted <= 1.0:
         return best
     return max(best, min(1.0, predicted - 2.0 * fit.rmse))

@@ -42,7 +42,7 @@ from typing import Any
 
 from aiperf.arch import MORPHS, ArchLimits, Graph, apply_hyperparameters
 from aiperf.errors import ArchError, ConfigError, HistoryError
-from aiperf.search._bo import MorphOptimizer, Parent, SearchConfig
+from aiperf.search._bo import BOConfig, MorphOptimizer, Parent
 from aiperf.search._history import SearchState, TrialRecord
 from aiperf.search._space import DatasetSpec
 from aiperf.search._tpe import HyperparameterSearch
@@ -150,7 +150,7 @@ class Searcher:
         worker_index: this worker's index in ``range(workers)`` (:func:`worker_index`); it decides the worker's
             first graphs (the opening, see the module docstring). Building the opening morph of worker ``k``
             costs ``k - len(seeds) + 1`` morphs (a few ms each), paid here rather than by the first proposal.
-        config: search tuning (:class:`SearchConfig`).
+        config: search tuning (:class:`BOConfig`).
 
     Raises:
         ConfigError: a seed does not match the data's input shape or class count, or breaks the limits; or
@@ -168,7 +168,7 @@ class Searcher:
         *,
         workers: int = 1,
         worker_index: int = 0,
-        config: SearchConfig | None = None,
+        config: BOConfig | None = None,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"workers must be at least 1, got {workers}")
@@ -181,7 +181,7 @@ class Searcher:
         self.limits = limits if limits is not None else spec.limits
         self.workers = workers
         self.worker_index = worker_index
-        self.config = config or SearchConfig()
+        self.config = config or BOConfig()
         graphs = list(seeds) if seeds is not None else spec.seed_graphs(self.input_shape, self.num_classes, self.limits)
         if not graphs:
             raise ConfigError("the search needs at least one seed architecture")

@@ -347,6 +347,12 @@ class Schedule:
     def rounds(self) -> int:
         return len(self.round_epochs)
 
+    @property
+    def horizon(self) -> int:
+        """The largest budget (the last round's): the epoch count at which the search compares every trial's
+        predicted top-1, whatever its own budget (:mod:`aiperf.search._reward`)."""
+        return self.round_epochs[-1]
+
     def round_of(self, trial_index: int, workers: int = 1) -> int:
         """The round of the trial proposed when ``trial_index`` trials were already in the history."""
         if trial_index < 0 or workers < 1:

@@ -10,10 +10,28 @@ time spread out instead of sampling the same good region. The mirror is updated 
 A suggestion never writes to the study: the sampler is asked directly (``sample_independent``) with a placeholder
 trial, using a sampler seeded from the caller's seed, so the same history and seed always give the same
 hyperparameters, however many suggestions were made before in the process.
+
+The warm-up. TPE samples at random until the study holds its *startup* trials, and the number is matched to the
+space (:func:`startup_trials`): twice the free parameters of a main-effects model over the hyperparameters, one
+intercept plus one per range and ``c - 1`` per ``c``-way choice (14 on the digits, CIFAR-10 and synthetic spaces, 16
+on ImageNet's with its four batch sizes). Fewer distinct points than that model's parameters cannot separate one
+hyperparameter's effect from another's; the factor of two is margin, a judgement rather than a derivation. Only
+*distinct* points count: a finished trial whose hyperparameters repeat an earlier one's (the inherited warm-up
+rounds train every network with the parent's values, the seeds' defaults at first) adds nothing to the density
+model, so it extends the random phase instead of ending it. Without that, a large cluster's first round alone --
+hundreds of trials at the defaults -- would start TPE on a single point.
+
+Why the study is not conditioned on the architecture's scale (one study per FLOPs bucket, say): a network's
+hyperparameters already start from its parent's best ones and TPE varies only some of them, so the lineage carries
+what suits that architecture; and splitting the study into ``k`` buckets would need ``k`` times the startup trials
+before TPE models anything, a large share of a run of a few hundred trials. Rewards compared at one horizon
+(:mod:`aiperf.search._reward`) already remove the largest scale effect, the longer budgets of later rounds, from the
+objective TPE sees.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import weakref
 from collections.abc import Mapping
@@ -25,9 +43,20 @@ from aiperf.search._space import SearchSpace
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["HyperparameterSearch"]
+__all__ = ["HyperparameterSearch", "startup_trials"]
 
 _STUDY = "aiperf-hparams"
+
+
+def startup_trials(space: SearchSpace) -> int:
+    """TPE's random start for ``space``: twice the parameters of a main-effects model (see the module docstring)."""
+    terms = 1
+    for p in space:
+        if p.choices is not None:
+            terms += len(p.choices) - 1
+        elif p.low is not None and p.high is not None and p.high > p.low:
+            terms += 1
+    return 2 * terms
 
 
 class HyperparameterSearch:
@@ -35,15 +64,18 @@ class HyperparameterSearch:
 
     Args:
         space: the hyperparameter space.
-        n_startup_trials: completed trials before TPE replaces random sampling (Optuna's default, 10).
+        n_startup_trials: completed trials at distinct points before TPE replaces random sampling (default:
+            :func:`startup_trials` of ``space``).
     """
 
-    def __init__(self, space: SearchSpace, n_startup_trials: int = 10) -> None:
+    def __init__(self, space: SearchSpace, n_startup_trials: int | None = None) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # study creation logs at INFO otherwise
+        if n_startup_trials is not None and n_startup_trials < 1:
+            raise ValueError(f"n_startup_trials must be at least 1, got {n_startup_trials}")
         self.space = space
-        self.n_startup_trials = n_startup_trials
+        self.n_startup_trials = startup_trials(space) if n_startup_trials is None else n_startup_trials
         self._distributions = {p.name: p.to_distribution() for p in space}
         self._reset()
 
@@ -56,6 +88,8 @@ class HyperparameterSearch:
         self._cursor = 0
         self._history: weakref.ReferenceType[SearchState] | None = None
         self.excluded = 0  # proposals whose hyperparameters are outside the space, or marked malformed
+        self._points: set[str] = set()  # the hyperparameters of completed study trials
+        self.repeats = 0  # completed study trials at a point an earlier completed one had
 
     # -- mirroring the history -----------------------------------------------------------------------------------
     def sync(self, history: SearchState) -> None:
@@ -95,12 +129,23 @@ class HyperparameterSearch:
                 user_attrs={"aiperf_trial": rec.trial_id},
             )
             self._ids[rec.trial_id] = self._storage.create_new_trial(self._study_id, template_trial=frozen)
+            if state is OptunaState.COMPLETE:
+                self._count_point(params)
             return
         sid = self._ids[rec.trial_id]
         if sid is None or state is OptunaState.RUNNING:
             return
         if self._storage.get_trial(sid).state is OptunaState.RUNNING:
             self._storage.set_trial_state_values(sid, state, None if value is None else [value])
+            if state is OptunaState.COMPLETE:
+                self._count_point({name: rec.hparams[name] for name in self.space.names})
+
+    def _count_point(self, params: Mapping[str, Any]) -> None:
+        key = json.dumps(params, sort_keys=True)
+        if key in self._points:
+            self.repeats += 1
+        else:
+            self._points.add(key)
 
     @property
     def n_trials(self) -> int:
@@ -125,7 +170,8 @@ class HyperparameterSearch:
         from optuna.trial import create_trial
 
         fixed = dict(fixed or {})
-        sampler = TPESampler(seed=seed, constant_liar=True, n_startup_trials=self.n_startup_trials, multivariate=False)
+        startup = self.n_startup_trials + self.repeats  # repeated points do not end the random phase
+        sampler = TPESampler(seed=seed, constant_liar=True, n_startup_trials=startup, multivariate=False)
         study = optuna.load_study(study_name=_STUDY, storage=self._storage, sampler=sampler)
         out: dict[str, Any] = {}
         for spec in self.space:
